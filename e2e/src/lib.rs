@@ -1,0 +1,1 @@
+//! certmesh end-to-end tests live in tests/; benchmarks in benches/.
