@@ -45,7 +45,9 @@ fn main() -> io::Result<()> {
 
 fn route_table(descriptors: &[u8]) -> io::Result<String> {
     let set = FileDescriptorSet::decode(descriptors).map_err(io::Error::other)?;
-    let mut table = String::from("/// Every RPC with a REST mapping, from the `certmesh.api.v1.http` option.\n");
+    let mut table = String::from(
+        "/// Every RPC with a REST mapping, from the `certmesh.api.v1.http` option.\n",
+    );
     table.push_str("pub const ROUTES: &[HttpRoute] = &[\n");
     for file in &set.file {
         for service in &file.service {

@@ -71,7 +71,10 @@ mod tests {
         assert_eq!(issue.http_method, "POST");
         assert_eq!(issue.path, "/api/v1/certificates");
         assert!(issue.body);
-        assert_eq!(issue.grpc_path(), "/certmesh.issuance.v1.IssuanceService/Issue");
+        assert_eq!(
+            issue.grpc_path(),
+            "/certmesh.issuance.v1.IssuanceService/Issue"
+        );
         let version = ROUTES
             .iter()
             .find(|r| r.method == "GetProfileVersion")
