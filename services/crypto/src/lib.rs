@@ -1,1 +1,21 @@
-//! placeholder
+//! The certmesh crypto boundary.
+//!
+//! Everything that touches X.509, CSRs, signatures or key material lives here, so that no other
+//! certmesh crate imports rcgen, x509-parser, ring or key types. Callers get parsed, verified
+//! domain types ([`csr::Csr`], [`cert::Certificate`], [`serial::Serial`]) and sign through the
+//! [`keys::Signer`] / [`keys::KeyBackend`] traits, behind which software, HSM and KMS keys plug in.
+//!
+//! Time is never read here: every validity period comes in from the caller.
+
+pub mod cert;
+pub mod csr;
+pub mod digest;
+pub mod error;
+pub mod keys;
+pub mod serial;
+pub mod tls;
+
+mod pem;
+mod spki;
+
+pub use error::{CryptoError, Result};

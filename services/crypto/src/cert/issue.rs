@@ -1,0 +1,347 @@
+//! Issuing certificates with rcgen, signing through the [`Signer`] trait.
+//!
+//! The CA's issuer state (name, key identifier, signing adapter) is built once in
+//! [`IssuingCa::new`]; [`IssuingCa::sign_leaf`] only fills parameters and signs.
+//!
+//! Content follows RFC 5280: key identifiers by §4.2.1.2 method 1 (SHA-1 of the key bits),
+//! authorityKeyIdentifier = issuer's subjectKeyIdentifier (§4.2.1.1), critical keyUsage
+//! (§4.2.1.3), critical basicConstraints (§4.2.1.9), SAN critical when the subject is empty
+//! (§4.2.1.6, done by rcgen).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SigningKey,
+};
+use x509_parser::prelude::FromDer;
+use x509_parser::time::ASN1Time;
+
+use super::Certificate;
+use crate::csr::{Csr, ExtendedKeyUsage, KeyAlgorithm};
+use crate::error::{CryptoError, Result};
+use crate::keys::{KeySpec, Signer};
+use crate::serial::Serial;
+use crate::spki::SubjectKey;
+
+/// RFC 5280 Appendix A: ub-common-name.
+const MAX_CN_LEN: usize = 64;
+
+/// What varies per leaf certificate; names and key come from the CSR.
+#[derive(Clone, Debug)]
+pub struct LeafTemplate {
+    /// Serial number (unique per CA).
+    pub serial: Serial,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// Extended key usages; the extension is omitted when empty.
+    pub ekus: Vec<ExtendedKeyUsage>,
+}
+
+/// What varies per CA certificate.
+#[derive(Clone, Debug)]
+pub struct CaTemplate {
+    /// Subject commonName.
+    pub common_name: String,
+    /// Subject organizationName, if any.
+    pub organization: Option<String>,
+    /// Serial number.
+    pub serial: Serial,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// basicConstraints pathLenConstraint; `None` is unconstrained.
+    pub path_len: Option<u8>,
+}
+
+/// A CA ready to sign: its certificate plus its signer, built once and shared.
+pub struct IssuingCa {
+    cert: Certificate,
+    issuer: Issuer<'static, SignerKey>,
+}
+
+impl IssuingCa {
+    /// Pairs a CA certificate with its signer: [`CryptoError::KeyMismatch`] if the certificate's
+    /// public key is not the signer's; [`CryptoError::MalformedCertificate`] if it is not a CA
+    /// certificate with a subjectKeyIdentifier.
+    pub fn new(cert: Certificate, signer: Arc<dyn Signer>) -> Result<IssuingCa> {
+        if cert.spki_der() != signer.public_key_spki_der() {
+            return Err(CryptoError::KeyMismatch);
+        }
+        if !cert.is_ca() {
+            return Err(CryptoError::MalformedCertificate {
+                detail: "not a CA certificate (basicConstraints CA:TRUE missing)".to_owned(),
+            });
+        }
+        if cert.subject_key_id().is_none() {
+            return Err(CryptoError::MalformedCertificate {
+                detail: "CA certificate has no subjectKeyIdentifier".to_owned(),
+            });
+        }
+        check_single_valued_rdns(cert.der())?;
+        let key = SignerKey::new(signer)?;
+        // Reads the subject name (kept in its original string types, so issuer names match
+        // byte for byte) and takes the subjectKeyIdentifier as the AKI of what it signs.
+        let issuer = Issuer::from_ca_cert_der(&cert.der().into(), key).map_err(|e| {
+            CryptoError::MalformedCertificate {
+                detail: format!("CA certificate unusable as issuer: {e}"),
+            }
+        })?;
+        Ok(IssuingCa { cert, issuer })
+    }
+
+    /// The CA certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.cert
+    }
+
+    /// Issues an end-entity certificate for the CSR's key and names.
+    pub fn sign_leaf(&self, csr: &Csr, t: &LeafTemplate) -> Result<Certificate> {
+        let subject_key = csr.subject_key();
+        let mut params = base_params(&t.serial, t.not_before, t.not_after)?;
+        params.distinguished_name = leaf_subject(csr)?;
+        params.subject_alt_names = leaf_sans(csr)?;
+        if params.distinguished_name.iter().next().is_none() && params.subject_alt_names.is_empty()
+        {
+            return Err(CryptoError::MalformedCsr {
+                detail: "the request names no commonName and no DNS or IP subjectAltName"
+                    .to_owned(),
+            });
+        }
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = leaf_key_usages(subject_key);
+        params.extended_key_usages = t.ekus.iter().map(|e| rcgen_eku(*e)).collect();
+        params.key_identifier_method = KeyIdMethod::PreSpecified(subject_key.key_id());
+        sign(|| params.signed_by(subject_key, &self.issuer))
+    }
+
+    /// Issues a subordinate CA certificate for the given public key.
+    pub fn sign_intermediate(
+        &self,
+        child_public_key_spki_der: &[u8],
+        t: &CaTemplate,
+    ) -> Result<Certificate> {
+        let child = SubjectKey::from_der(child_public_key_spki_der)?;
+        let params = ca_params(t, &child)?;
+        sign(|| params.signed_by(&child, &self.issuer))
+    }
+}
+
+impl fmt::Debug for IssuingCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuingCa")
+            .field("cert", &self.cert)
+            .field("signer", self.issuer.key())
+            .finish()
+    }
+}
+
+/// Creates a self-signed root CA certificate for the signer's key.
+pub fn self_signed_root(signer: Arc<dyn Signer>, t: &CaTemplate) -> Result<Certificate> {
+    let key = SignerKey::new(signer)?;
+    let params = ca_params(t, &key.public)?;
+    // Issuer::from_params uses params.key_identifier_method, so AKI = SKI.
+    sign(|| params.self_signed(&key))
+}
+
+fn ca_params(t: &CaTemplate, key: &SubjectKey) -> Result<CertificateParams> {
+    let mut params = base_params(&t.serial, t.not_before, t.not_after)?;
+    check_cn(&t.common_name)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, t.common_name.as_str());
+    if let Some(org) = &t.organization {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org.as_str());
+    }
+    params.is_ca = IsCa::Ca(match t.path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    params.key_identifier_method = KeyIdMethod::PreSpecified(key.key_id());
+    Ok(params)
+}
+
+fn base_params(
+    serial: &Serial,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+) -> Result<CertificateParams> {
+    if not_after <= not_before {
+        return Err(signing("validity ends before it starts"));
+    }
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+    // rcgen takes `time::OffsetDateTime`; x509-parser converts without a direct dependency.
+    params.not_before = asn1_time(not_before)?.to_datetime();
+    params.not_after = asn1_time(not_after)?.to_datetime();
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+fn asn1_time(t: DateTime<Utc>) -> Result<ASN1Time> {
+    ASN1Time::from_timestamp(t.timestamp()).map_err(|_| signing("validity time out of range"))
+}
+
+fn leaf_subject(csr: &Csr) -> Result<DistinguishedName> {
+    let mut dn = DistinguishedName::new();
+    if let Some(cn) = csr.common_name() {
+        check_cn(cn)?;
+        dn.push(DnType::CommonName, cn);
+    }
+    Ok(dn)
+}
+
+fn check_cn(cn: &str) -> Result<()> {
+    if cn.is_empty() || cn.chars().count() > MAX_CN_LEN {
+        return Err(CryptoError::MalformedCsr {
+            detail: format!("commonName must be 1 to {MAX_CN_LEN} characters"),
+        });
+    }
+    Ok(())
+}
+
+fn leaf_sans(csr: &Csr) -> Result<Vec<SanType>> {
+    let mut sans = Vec::with_capacity(csr.dns_names().len() + csr.ip_addresses().len());
+    for dns in csr.dns_names() {
+        let name = dns
+            .as_str()
+            .try_into()
+            .map_err(|_| CryptoError::MalformedCsr {
+                detail: format!("DNS name {dns:?} is not IA5 (use the A-label form)"),
+            })?;
+        sans.push(SanType::DnsName(name));
+    }
+    sans.extend(csr.ip_addresses().iter().copied().map(SanType::IpAddress));
+    Ok(sans)
+}
+
+/// RFC 5280 §4.2.1.3; keyEncipherment only where the key can encipher (RSA key transport).
+fn leaf_key_usages(key: &SubjectKey) -> Vec<KeyUsagePurpose> {
+    match key.info().algorithm {
+        KeyAlgorithm::Rsa => vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        KeyAlgorithm::Ecdsa | KeyAlgorithm::Ed25519 => vec![KeyUsagePurpose::DigitalSignature],
+    }
+}
+
+fn rcgen_eku(eku: ExtendedKeyUsage) -> ExtendedKeyUsagePurpose {
+    match eku {
+        ExtendedKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsage::CodeSigning => ExtendedKeyUsagePurpose::CodeSigning,
+        ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
+        ExtendedKeyUsage::TimeStamping => ExtendedKeyUsagePurpose::TimeStamping,
+        ExtendedKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
+    }
+}
+
+/// rcgen panics on an RDN without attributes and refuses multi-valued RDNs; check first.
+fn check_single_valued_rdns(der: &[u8]) -> Result<()> {
+    let (_, x509) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| {
+        CryptoError::MalformedCertificate {
+            detail: e.to_string(),
+        }
+    })?;
+    if x509.subject().iter().all(|rdn| rdn.iter().count() == 1) {
+        Ok(())
+    } else {
+        Err(CryptoError::MalformedCertificate {
+            detail: "CA subject has an empty or multi-valued RDN".to_owned(),
+        })
+    }
+}
+
+fn signing(detail: &str) -> CryptoError {
+    CryptoError::Signing {
+        detail: detail.to_owned(),
+    }
+}
+
+thread_local! {
+    /// The error a [`Signer`] returned inside rcgen, which only sees `RemoteKeyError`; rcgen
+    /// signs synchronously on the calling thread, so a thread-local carries it back.
+    static SIGNER_ERROR: RefCell<Option<CryptoError>> = const { RefCell::new(None) };
+}
+
+/// Runs an rcgen build-and-sign and parses the result into a [`Certificate`].
+fn sign(
+    build: impl FnOnce() -> std::result::Result<rcgen::Certificate, rcgen::Error>,
+) -> Result<Certificate> {
+    SIGNER_ERROR.with(|slot| slot.borrow_mut().take());
+    let cert = build().map_err(|e| {
+        SIGNER_ERROR
+            .with(|slot| slot.borrow_mut().take())
+            .unwrap_or_else(|| signing(&format!("building the certificate failed: {e}")))
+    })?;
+    Certificate::from_der(cert.der().to_vec())
+}
+
+/// Adapts a [`Signer`] to rcgen's signing traits.
+struct SignerKey {
+    signer: Arc<dyn Signer>,
+    public: SubjectKey,
+}
+
+impl SignerKey {
+    fn new(signer: Arc<dyn Signer>) -> Result<SignerKey> {
+        let public = SubjectKey::from_der(signer.public_key_spki_der())?;
+        let expected = match signer.spec() {
+            KeySpec::EcdsaP256 => 256,
+            KeySpec::EcdsaP384 => 384,
+        };
+        let info = public.info();
+        if info.algorithm != KeyAlgorithm::Ecdsa || info.bits != expected {
+            return Err(CryptoError::UnsupportedKey {
+                detail: format!(
+                    "signer claims {} but its public key is {info:?}",
+                    signer.spec()
+                ),
+            });
+        }
+        Ok(SignerKey { signer, public })
+    }
+}
+
+impl PublicKeyData for SignerKey {
+    fn subject_public_key_info(&self) -> Vec<u8> {
+        self.signer.public_key_spki_der().to_vec()
+    }
+
+    fn der_bytes(&self) -> &[u8] {
+        self.public.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.signer.spec().signature_algorithm()
+    }
+}
+
+impl SigningKey for SignerKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        self.signer.sign(msg).map_err(|e| {
+            SIGNER_ERROR.with(|slot| *slot.borrow_mut() = Some(e));
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
+
+impl fmt::Debug for SignerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.signer, f)
+    }
+}
