@@ -1,0 +1,11 @@
+//! sea-orm entities, one per table; private to the crate so every access goes through a
+//! tenant-scoped repository function.
+
+pub(crate) mod api_tokens;
+pub(crate) mod cas;
+pub(crate) mod certificates;
+pub(crate) mod idempotency_keys;
+pub(crate) mod outbox;
+pub(crate) mod profile_versions;
+pub(crate) mod profiles;
+pub(crate) mod tenants;

@@ -1,0 +1,147 @@
+//! The transactional outbox: every state change appends an event in the same transaction; the
+//! notification role relays them (at least once, de-duplicated by event id).
+//!
+//! Event ids are UUIDv7 built from the event's `created_at` (not the wall clock) with a
+//! process-wide monotonic counter, so ids sort by time and, within one millisecond, by append
+//! order.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::{ContextV7, Timestamp, Uuid};
+
+use crate::entity::outbox as t;
+use crate::{Result, StoreError, TenantId, truncate_ts};
+
+/// Shared so ids minted in the same millisecond stay ordered across tasks.
+static V7_CONTEXT: Mutex<ContextV7> = Mutex::new(ContextV7::new());
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// UUIDv7 event id (de-duplication key for consumers).
+    pub id: Uuid,
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// Dotted event name, e.g. `ca.issue`.
+    pub event_type: String,
+    /// Id of the thing that changed (a serial, a CA id, …).
+    pub aggregate_id: String,
+    /// Event body.
+    pub payload: serde_json::Value,
+    /// When the change happened.
+    pub created_at: DateTime<Utc>,
+    /// When the relay published it.
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// An event to append with [`append_many`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// Dotted event name.
+    pub event_type: String,
+    /// Id of the thing that changed.
+    pub aggregate_id: String,
+    /// Event body.
+    pub payload: serde_json::Value,
+    /// When the change happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A UUIDv7 for an event created at `at`.
+pub fn event_id(at: DateTime<Utc>) -> Uuid {
+    let secs = u64::try_from(at.timestamp()).unwrap_or(0);
+    let nanos = at.timestamp_subsec_nanos();
+    let ctx = V7_CONTEXT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Uuid::new_v7(Timestamp::from_unix(&*ctx, secs, nanos))
+}
+
+fn to_model(e: &NewEvent) -> t::Model {
+    let created_at = truncate_ts(e.created_at);
+    t::Model {
+        id: event_id(created_at),
+        tenant_id: e.tenant_id.0,
+        event_type: e.event_type.clone(),
+        aggregate_id: e.aggregate_id.clone(),
+        payload: e.payload.to_string(),
+        created_at,
+        published_at: None,
+    }
+}
+
+/// Appends one event; returns its id.
+pub async fn append<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    event_type: &str,
+    aggregate_id: &str,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<Uuid> {
+    let model = to_model(&NewEvent {
+        tenant_id: tenant,
+        event_type: event_type.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        payload,
+        created_at: now,
+    });
+    let id = model.id;
+    t::Entity::insert(model.into_active_model())
+        .exec_without_returning(c)
+        .await?;
+    Ok(id)
+}
+
+/// Appends many events with one multi-row `INSERT` per 1000 events (group commit).
+pub async fn append_many<C: ConnectionTrait>(c: &C, events: &[NewEvent]) -> Result<()> {
+    for chunk in events.chunks(1000) {
+        let rows = chunk.iter().map(|e| to_model(e).into_active_model());
+        t::Entity::insert_many(rows)
+            .exec_without_returning(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` of the tenant's events, optionally of one type, oldest first.
+pub async fn list<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    event_type: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Event>> {
+    let mut q = t::Entity::find().filter(t::Column::TenantId.eq(tenant.0));
+    if let Some(ty) = event_type {
+        q = q.filter(t::Column::EventType.eq(ty));
+    }
+    let rows = q
+        .order_by_asc(t::Column::CreatedAt)
+        .order_by_asc(t::Column::Id)
+        .limit(limit)
+        .all(c)
+        .await?;
+    rows.into_iter().map(from_model).collect()
+}
+
+fn from_model(m: t::Model) -> Result<Event> {
+    let payload = serde_json::from_str(&m.payload).map_err(|e| StoreError::Corrupt {
+        detail: format!("outbox payload: {e}"),
+    })?;
+    Ok(Event {
+        id: m.id,
+        tenant_id: TenantId(m.tenant_id),
+        event_type: m.event_type,
+        aggregate_id: m.aggregate_id,
+        payload,
+        created_at: m.created_at,
+        published_at: m.published_at,
+    })
+}

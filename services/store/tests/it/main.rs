@@ -1,0 +1,32 @@
+//! The store suite: every test runs on SQLite and on PostgreSQL
+//! (`CERTMESH_TEST_DATABASE_URL` must be set).
+
+mod cas;
+mod certificates;
+mod idempotency;
+mod migrations;
+mod outbox;
+mod profiles;
+mod tenants;
+mod tokens;
+
+use certmesh_store::TenantId;
+use certmesh_store::testing::TestDb;
+use chrono::{DateTime, Duration, Utc};
+
+/// A fixed instant with nanoseconds, to exercise truncation to microseconds.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 123_456_789).expect("valid timestamp")
+}
+
+/// `t0` plus `secs` seconds.
+pub fn at(secs: i64) -> DateTime<Utc> {
+    t0() + Duration::seconds(secs)
+}
+
+/// A fresh tenant in `db`.
+pub async fn tenant(db: &TestDb, name: &str) -> TenantId {
+    certmesh_store::tenants::ensure(db.store.conn(), name, t0())
+        .await
+        .expect("ensure tenant")
+}
