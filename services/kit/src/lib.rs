@@ -1,1 +1,18 @@
-//! placeholder
+//! Service plumbing shared by every certmesh role: the injected clock, error reasons and their
+//! mapping to `tonic::Status`, the bearer-token auth layer that puts an [`auth::AuthContext`] on
+//! each request, TLS settings and the HTTP/2 + HTTP/1 server loop, metrics, logging, and
+//! redacted secrets.
+
+pub mod auth;
+pub mod clock;
+pub mod grpc;
+pub mod metrics;
+pub mod reason;
+pub mod secret;
+pub mod serve;
+pub mod telemetry;
+pub mod tls;
+
+pub use clock::{Clock, SharedClock, SystemClock};
+pub use reason::Reason;
+pub use secret::Secret;

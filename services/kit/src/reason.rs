@@ -1,0 +1,128 @@
+//! Stable, machine-readable error reasons, registered in one place.
+//!
+//! Every error a certmesh API returns carries one of these as a `google.rpc.ErrorInfo` detail
+//! (domain [`DOMAIN`]). Clients branch on the reason, never on the message. Each crate's error
+//! enum maps every variant to a gRPC code and one reason; `docs/reference/errors.md` lists them.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every certmesh error.
+pub const DOMAIN: &str = "certmesh.io";
+
+macro_rules! reasons {
+    ($($variant:ident => $text:literal, $doc:literal;)*) => {
+        /// A stable error reason.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in registration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The wire form, UPPER_SNAKE.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Reason::$variant => $text,)* }
+            }
+
+            /// One line saying when the reason is returned.
+            pub const fn description(self) -> &'static str {
+                match self { $(Reason::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    Unauthenticated => "UNAUTHENTICATED", "The request carried no bearer token, or one that is unknown or revoked.";
+    RequestInvalid => "REQUEST_INVALID", "A required field is missing or a field is malformed.";
+    BodyInvalid => "BODY_INVALID", "The REST body is not JSON of the request's shape.";
+    BodyTooLarge => "BODY_TOO_LARGE", "The REST body exceeds the gateway's limit.";
+    RouteNotFound => "ROUTE_NOT_FOUND", "No REST route matches the method and path.";
+    CsrMalformed => "CSR_MALFORMED", "The CSR is not PEM, or its DER is not a PKCS#10 request.";
+    CsrSignatureInvalid => "CSR_SIGNATURE_INVALID", "The CSR's self-signature does not verify.";
+    CsrUnsupported => "CSR_UNSUPPORTED", "The CSR uses a key type, curve or extension certmesh does not sign.";
+    ValidityInvalid => "VALIDITY_INVALID", "A validity or duration field does not parse or is not positive.";
+    ProfileDenied => "PROFILE_DENIED", "The profile's rules refuse the request; the message names the rule.";
+    ProfileNotFound => "PROFILE_NOT_FOUND", "No profile (or profile version) has that name.";
+    ProfileInvalid => "PROFILE_INVALID", "A profile spec breaks a rule of its own (unknown EKU, weak floor, bad duration).";
+    IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED", "The idempotency key was already used for a different request.";
+    CertificateNotFound => "CERTIFICATE_NOT_FOUND", "No certificate has that serial in this tenant.";
+    SerialInvalid => "SERIAL_INVALID", "A serial is not 1 to 20 bytes of hex.";
+    PageTokenInvalid => "PAGE_TOKEN_INVALID", "The page token was not issued by this API.";
+    CaNotReady => "CA_NOT_READY", "No active issuing CA exists yet, or its key cannot be opened.";
+    BackendUnavailable => "BACKEND_UNAVAILABLE", "The gateway could not reach the role that serves the request.";
+    Internal => "INTERNAL", "An internal error; details are in the server log under the request's trace id.";
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `Status` with `code`, `message` and `reason` as a `google.rpc.ErrorInfo` detail.
+pub fn status(code: Code, reason: Reason, message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::new()),
+    )
+}
+
+/// The reason carried by a status, if it carries one.
+pub fn reason_of(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_upper_snake_with_descriptions() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            let text = reason.as_str();
+            assert!(seen.insert(text), "duplicate reason {text}");
+            assert!(
+                text.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{text} is not UPPER_SNAKE"
+            );
+            assert!(reason.description().ends_with('.'));
+        }
+    }
+
+    #[test]
+    fn status_round_trips_the_reason() {
+        let s = status(Code::InvalidArgument, Reason::CsrMalformed, "bad csr");
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "bad csr");
+        assert_eq!(reason_of(&s).as_deref(), Some("CSR_MALFORMED"));
+    }
+}
+
+#[cfg(test)]
+mod docs_tests {
+    use super::Reason;
+
+    #[test]
+    fn errors_reference_lists_every_reason() {
+        let doc = include_str!("../../../docs/reference/errors.md");
+        for reason in Reason::ALL {
+            let row = format!("| `{}` |", reason.as_str());
+            let line = doc.lines().find(|l| l.starts_with(&row));
+            let line = line
+                .unwrap_or_else(|| panic!("docs/reference/errors.md lacks {}", reason.as_str()));
+            assert!(
+                line.contains(reason.description()),
+                "{} description differs from the registry",
+                reason.as_str()
+            );
+        }
+    }
+}
