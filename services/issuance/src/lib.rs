@@ -1,1 +1,70 @@
-//! placeholder
+//! The issuance role: the one path every certificate takes, whatever authority signs it.
+//!
+//! `Issue` parses and checks the CSR, answers a replayed idempotency key from the store,
+//! evaluates the profile's active version, signs through an [`issuer::Issuer`], and stores the
+//! certificate and its events in one transaction. Profiles are versioned; each version is
+//! immutable and every certificate records the version it was issued under.
+
+pub mod ari;
+pub mod error;
+mod grpc;
+pub mod issue;
+pub mod issuer;
+pub mod model;
+pub mod profile;
+mod profile_admin;
+mod query;
+
+use std::sync::Arc;
+
+use certmesh_kit::{SharedClock, metrics::Metrics};
+use certmesh_proto::issuance::{
+    issuance_service_server::IssuanceServiceServer, profile_service_server::ProfileServiceServer,
+};
+use certmesh_store::Store;
+
+pub use crate::{error::IssuanceError, grpc::IDEMPOTENCY_METADATA, issuer::BuiltinCa};
+
+/// What the issuance role needs.
+#[derive(Debug)]
+pub struct Deps {
+    /// The store.
+    pub store: Store,
+    /// The clock every validity window is computed from.
+    pub clock: SharedClock,
+    /// The built-in CA.
+    pub builtin: Arc<BuiltinCa>,
+    /// Process metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The issuance role's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    deps: Arc<Deps>,
+}
+
+impl Issuance {
+    /// The role over `deps`.
+    pub fn new(deps: Deps) -> Self {
+        Self {
+            deps: Arc::new(deps),
+        }
+    }
+}
+
+/// Largest gRPC message the role accepts: a CSR is a few KB, a page of certificates a few MB.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The role's gRPC services.
+pub fn services(
+    issuance: Issuance,
+) -> (
+    IssuanceServiceServer<Issuance>,
+    ProfileServiceServer<Issuance>,
+) {
+    (
+        IssuanceServiceServer::new(issuance.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ProfileServiceServer::new(issuance).max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
+}

@@ -1,0 +1,254 @@
+//! The `Issuer` trait every authority implements, and its first implementation: the built-in
+//! CA, a root and one issuing intermediate per tenant whose keys live in a key backend.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_trait::async_trait;
+use certmesh_crypto::{
+    cert::{CaTemplate, Certificate, IssuingCa, LeafTemplate, pem_bundle, self_signed_root},
+    csr::{Csr, ExtendedKeyUsage},
+    keys::{KeyBackend, KeyRef, KeySpec},
+    serial::Serial,
+};
+use certmesh_store::{CaId, Store, StoreError, TenantId, cas};
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::RwLock;
+
+use crate::error::IssuanceError;
+
+/// What the issuance path asks an authority to sign. The profile has already allowed it.
+#[derive(Debug)]
+pub struct SignRequest<'a> {
+    /// Tenant the certificate belongs to.
+    pub tenant_id: TenantId,
+    /// The verified CSR.
+    pub csr: &'a Csr,
+    /// Serial chosen by the issuance path.
+    pub serial: Serial,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// Requested end of validity; an authority may shorten it to its own notAfter.
+    pub not_after: DateTime<Utc>,
+    /// EKUs the profile granted.
+    pub ekus: &'a [ExtendedKeyUsage],
+}
+
+/// What an authority returns.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The leaf.
+    pub certificate: Certificate,
+    /// Intermediates from the issuer up to, not including, the root.
+    pub chain_pem: String,
+    /// The CA that signed.
+    pub issuer_ca_id: CaId,
+}
+
+/// An authority that signs certificates: the built-in CA today; the operator's hierarchy and
+/// external CAs later. Everything before signing (profiles, idempotency, storage, events)
+/// is the issuance path's, so every authority gets it.
+#[async_trait]
+pub trait Issuer: Send + Sync + std::fmt::Debug {
+    /// Sign `request`.
+    async fn issue(&self, request: SignRequest<'_>) -> Result<Issued, IssuanceError>;
+}
+
+/// Name of the built-in root CA row.
+pub const ROOT_NAME: &str = "builtin-root";
+/// Name of the built-in issuing CA row.
+pub const ISSUING_NAME: &str = "builtin-issuing";
+
+/// An issuing CA opened and ready to sign.
+#[derive(Debug)]
+struct Loaded {
+    id: CaId,
+    ca: IssuingCa,
+    chain_pem: String,
+}
+
+/// The built-in CA: per tenant, the `builtin-issuing` intermediate under `builtin-root`.
+#[derive(Debug)]
+pub struct BuiltinCa {
+    store: Store,
+    keys: Arc<dyn KeyBackend>,
+    loaded: RwLock<HashMap<TenantId, Arc<Loaded>>>,
+}
+
+impl BuiltinCa {
+    /// A built-in CA reading CA rows from `store` and keys from `keys`.
+    pub fn new(store: Store, keys: Arc<dyn KeyBackend>) -> Self {
+        Self {
+            store,
+            keys,
+            loaded: RwLock::default(),
+        }
+    }
+
+    /// Make sure the tenant's issuing CA is open. Reads the store; call it outside any
+    /// transaction.
+    pub async fn ready(&self, tenant: TenantId) -> Result<(), IssuanceError> {
+        if self.loaded.read().await.contains_key(&tenant) {
+            return Ok(());
+        }
+        let issuing = cas::by_name(self.store.conn(), tenant, ISSUING_NAME)
+            .await?
+            .ok_or_else(|| {
+                IssuanceError::CaNotReady("the built-in CA has not been bootstrapped".into())
+            })?;
+        let signer = self.open_key(&issuing.key_ref).await?;
+        let cert = Certificate::from_der(issuing.certificate_der)?;
+        let chain_pem = pem_bundle(std::slice::from_ref(&cert));
+        let ca = IssuingCa::new(cert, signer)?;
+        let loaded = Arc::new(Loaded {
+            id: issuing.id,
+            ca,
+            chain_pem,
+        });
+        self.loaded.write().await.insert(tenant, loaded);
+        Ok(())
+    }
+
+    async fn open_key(
+        &self,
+        key_ref: &str,
+    ) -> Result<Arc<dyn certmesh_crypto::keys::Signer>, IssuanceError> {
+        let key_ref: KeyRef = key_ref.parse().map_err(|_| {
+            IssuanceError::CaNotReady("the CA row holds an unreadable key reference".into())
+        })?;
+        self.keys
+            .signer(&key_ref)
+            .await
+            .map_err(|e| IssuanceError::CaNotReady(format!("the CA key cannot be opened: {e}")))
+    }
+
+    /// Create the tenant's built-in root and issuing CA unless they exist, and return the root
+    /// certificate. Safe to run from several replicas at once: the loser of the insert race
+    /// destroys its own key and uses the winner's CA.
+    pub async fn bootstrap(
+        &self,
+        tenant: TenantId,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Certificate, IssuanceError> {
+        let root = match cas::by_name(self.store.conn(), tenant, ROOT_NAME).await? {
+            Some(row) => row,
+            None => {
+                let template = ca_template(
+                    format!("{label} Root CA"),
+                    now,
+                    Duration::days(3650),
+                    Some(1),
+                );
+                self.create_ca(tenant, ROOT_NAME, None, template, now)
+                    .await?
+            }
+        };
+        let root_cert = Certificate::from_der(root.certificate_der.clone())?;
+        if cas::by_name(self.store.conn(), tenant, ISSUING_NAME)
+            .await?
+            .is_none()
+        {
+            let signer = self.open_key(&root.key_ref).await?;
+            let parent = IssuingCa::new(root_cert.clone(), signer)?;
+            let lifetime = Duration::days(1825).min(root.not_after - now);
+            let template = ca_template(format!("{label} Issuing CA 1"), now, lifetime, Some(0));
+            self.create_ca(
+                tenant,
+                ISSUING_NAME,
+                Some((root.id, &parent)),
+                template,
+                now,
+            )
+            .await?;
+        }
+        self.ready(tenant).await?;
+        Ok(root_cert)
+    }
+
+    async fn create_ca(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        parent: Option<(CaId, &IssuingCa)>,
+        template: CaTemplate,
+        now: DateTime<Utc>,
+    ) -> Result<cas::CaRecord, IssuanceError> {
+        let key_ref = self.keys.generate(KeySpec::EcdsaP256).await?;
+        let signer = self.keys.signer(&key_ref).await?;
+        let cert = match parent {
+            None => self_signed_root(signer, &template)?,
+            Some((_, parent)) => {
+                parent.sign_intermediate(signer.public_key_spki_der(), &template)?
+            }
+        };
+        let new = cas::NewCa {
+            tenant_id: tenant,
+            name: name.to_string(),
+            parent_id: parent.map(|(id, _)| id),
+            key_ref: key_ref.to_string(),
+            certificate_der: cert.der().to_vec(),
+            subject: cert.subject().to_string(),
+            not_before: cert.not_before(),
+            not_after: cert.not_after(),
+        };
+        match cas::insert(self.store.conn(), new, now).await {
+            Ok(row) => {
+                tracing::info!(ca = %row.id, %name, subject = %row.subject, "Built-in CA created.");
+                Ok(row)
+            }
+            Err(StoreError::Conflict { .. }) => {
+                // Another replica won; our key was never referenced by a row.
+                let _ = self.keys.destroy(&key_ref).await;
+                cas::by_name(self.store.conn(), tenant, name)
+                    .await?
+                    .ok_or_else(|| {
+                        IssuanceError::CaNotReady(format!("{name} vanished after a conflict"))
+                    })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn ca_template(
+    common_name: String,
+    now: DateTime<Utc>,
+    lifetime: Duration,
+    path_len: Option<u8>,
+) -> CaTemplate {
+    CaTemplate {
+        common_name,
+        organization: Some("certmesh".into()),
+        serial: Serial::random(),
+        not_before: now - Duration::minutes(5),
+        not_after: now + lifetime,
+        path_len,
+    }
+}
+
+#[async_trait]
+impl Issuer for BuiltinCa {
+    async fn issue(&self, request: SignRequest<'_>) -> Result<Issued, IssuanceError> {
+        let loaded = self
+            .loaded
+            .read()
+            .await
+            .get(&request.tenant_id)
+            .cloned()
+            .ok_or_else(|| IssuanceError::CaNotReady("the built-in CA is not open".into()))?;
+        // RFC 5280 §6.1.3: a leaf outliving its issuer fails path validation.
+        let not_after = request.not_after.min(loaded.ca.certificate().not_after());
+        let template = LeafTemplate {
+            serial: request.serial,
+            not_before: request.not_before,
+            not_after,
+            ekus: request.ekus.to_vec(),
+        };
+        let certificate = loaded.ca.sign_leaf(request.csr, &template)?;
+        Ok(Issued {
+            certificate,
+            chain_pem: loaded.chain_pem.clone(),
+            issuer_ca_id: loaded.id,
+        })
+    }
+}

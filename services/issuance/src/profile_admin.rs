@@ -1,0 +1,74 @@
+//! Managing profiles: each create writes a new immutable version.
+
+use certmesh_kit::auth::AuthContext;
+use certmesh_proto::issuance as pb;
+use certmesh_store::{outbox, profiles};
+use serde_json::json;
+
+use crate::{
+    Issuance,
+    error::IssuanceError,
+    profile::{ValidatedProfile, validate_name},
+};
+
+impl Issuance {
+    /// Validate `spec` and store it as the next version of profile `name`.
+    pub async fn create_profile(
+        &self,
+        auth: &AuthContext,
+        name: &str,
+        spec: Option<pb::ProfileSpec>,
+    ) -> Result<profiles::ProfileVersion, IssuanceError> {
+        validate_name(name)?;
+        let spec = spec.ok_or(IssuanceError::InvalidField {
+            field: "spec",
+            problem: "is required".into(),
+        })?;
+        let profile = ValidatedProfile::validate(&spec)?;
+        let now = self.deps.clock.now();
+        let tx = self.deps.store.begin().await?;
+        let version =
+            profiles::create_version(&tx, auth.tenant_id, name, profile.to_json(), now).await?;
+        let event = json!({"profile": name, "version": version.version, "principal": auth.principal, "spec": version.spec});
+        outbox::append(
+            &tx,
+            auth.tenant_id,
+            "profile.version_created",
+            name,
+            event,
+            now,
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(certmesh_store::StoreError::from)?;
+        tracing::info!(profile = %name, version = version.version, "Profile version created.");
+        Ok(version)
+    }
+
+    /// The latest version of `name`, or a given version.
+    pub async fn get_profile(
+        &self,
+        auth: &AuthContext,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<profiles::ProfileVersion, IssuanceError> {
+        let conn = self.deps.store.conn();
+        let found = match version {
+            None => profiles::latest(conn, auth.tenant_id, name).await?,
+            Some(v) => profiles::version(conn, auth.tenant_id, name, v).await?,
+        };
+        found.ok_or_else(|| IssuanceError::ProfileNotFound {
+            name: name.to_string(),
+            version,
+        })
+    }
+
+    /// The latest version of every profile.
+    pub async fn list_profiles(
+        &self,
+        auth: &AuthContext,
+    ) -> Result<Vec<profiles::ProfileVersion>, IssuanceError> {
+        Ok(profiles::list_latest(self.deps.store.conn(), auth.tenant_id).await?)
+    }
+}
