@@ -1,1 +1,120 @@
-//! placeholder
+//! The front door: one listener that serves gRPC for every registered service (routed by
+//! service name to a role in this process or to a remote role over gRPC), gRPC reflection and
+//! health, REST/JSON transcoded from the proto annotations onto the same gRPC handlers, and
+//! `/healthz`, `/readyz`, `/metrics`.
+
+mod backend;
+mod error;
+mod rest;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use axum::{Router, routing::get};
+use certmesh_kit::metrics::Metrics;
+use futures::future::BoxFuture;
+
+pub use crate::{
+    backend::Backend,
+    error::{code_name, error_response, http_status},
+};
+
+/// Largest REST body accepted; a CSR is a few kilobytes.
+pub const MAX_REST_BODY: usize = 1024 * 1024;
+
+/// Answers `/readyz`: true when this process can serve.
+pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// What the gateway routes to.
+pub struct GatewayState {
+    /// gRPC service full name (`certmesh.issuance.v1.IssuanceService`) → where it is served.
+    pub backends: BTreeMap<String, Backend>,
+    /// Process metrics, rendered on `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Readiness probe.
+    pub ready: ReadinessCheck,
+    /// Serve REST/JSON routes (the gateway role) or only gRPC (a standalone role).
+    pub rest: bool,
+}
+
+impl std::fmt::Debug for GatewayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayState")
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
+            .field("rest", &self.rest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The router: gRPC services, reflection, health, REST routes and the operational endpoints.
+pub async fn router(state: GatewayState) -> Router {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in state.backends.keys() {
+        health
+            .set_service_status(name.as_str(), tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(certmesh_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let mut router = Router::new();
+    router = backend::grpc_route(
+        router,
+        "grpc.health.v1.Health",
+        Backend::local(health_service),
+    );
+    if let Ok(v1) = reflection().build_v1() {
+        router = backend::grpc_route(
+            router,
+            "grpc.reflection.v1.ServerReflection",
+            Backend::local(v1),
+        );
+    }
+    if let Ok(v1alpha) = reflection().build_v1alpha() {
+        router = backend::grpc_route(
+            router,
+            "grpc.reflection.v1alpha.ServerReflection",
+            Backend::local(v1alpha),
+        );
+    }
+    for (name, backend) in &state.backends {
+        router = backend::grpc_route(router, name, backend.clone());
+    }
+    if state.rest {
+        router = rest::routes(router, &state.backends, state.metrics.clone());
+    }
+    let metrics = state.metrics.clone();
+    let ready = state.ready.clone();
+    router
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready().await {
+                        (http::StatusCode::OK, "ready\n")
+                    } else {
+                        (http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .fallback(rest::not_found)
+}

@@ -1,0 +1,333 @@
+//! REST/JSON transcoding, driven by the proto annotations in [`certmesh_proto::ROUTES`].
+//!
+//! A REST call becomes one unary gRPC call to the same backend a gRPC client would reach: the
+//! JSON body, query parameters and path parameters merge into the request message (proto3 JSON,
+//! proto field names); `Authorization` and `Idempotency-Key` travel as metadata; the reply is
+//! the response message as JSON, or the status as a JSON error body.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Path, RawQuery},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, on},
+};
+use certmesh_kit::{
+    Reason,
+    metrics::{Metrics, RequestLabels},
+    reason::status,
+};
+use certmesh_proto::{HttpRoute, ROUTES, issuance as pb};
+use futures::future::BoxFuture;
+use http::{HeaderMap, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+use tonic::Code;
+
+use crate::{
+    MAX_REST_BODY,
+    backend::Backend,
+    error::{code_name, error_response},
+};
+
+/// Internal header carrying the gRPC code from the transcoder to the request metric; removed
+/// before the response leaves.
+const CODE_HEADER: &str = "x-certmesh-code";
+
+/// Headers copied onto the gRPC call as metadata.
+const FORWARDED_HEADERS: &[&str] = &["authorization", "idempotency-key"];
+
+/// A REST request, taken apart.
+struct RestCall {
+    headers: HeaderMap,
+    params: HashMap<String, String>,
+    query: Option<String>,
+    body: Body,
+}
+
+type Transcoder = fn(Backend, &'static HttpRoute, RestCall) -> BoxFuture<'static, Response>;
+
+/// The typed transcoder for an annotated RPC.
+fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
+    fn t<Req, Resp>() -> Transcoder
+    where
+        Req: prost::Message + DeserializeOwned + Default + Send + 'static,
+        Resp: prost::Message + Serialize + Default + Send + 'static,
+    {
+        |backend, route, call| Box::pin(transcode::<Req, Resp>(backend, route, call))
+    }
+    Some(match (route.service, route.method) {
+        ("certmesh.issuance.v1.IssuanceService", "Issue") => {
+            t::<pb::IssueRequest, pb::IssueResponse>()
+        }
+        ("certmesh.issuance.v1.IssuanceService", "GetCertificate") => {
+            t::<pb::GetCertificateRequest, pb::GetCertificateResponse>()
+        }
+        ("certmesh.issuance.v1.IssuanceService", "ListCertificates") => {
+            t::<pb::ListCertificatesRequest, pb::ListCertificatesResponse>()
+        }
+        ("certmesh.issuance.v1.ProfileService", "CreateProfile") => {
+            t::<pb::CreateProfileRequest, pb::Profile>()
+        }
+        ("certmesh.issuance.v1.ProfileService", "GetProfile") => {
+            t::<pb::GetProfileRequest, pb::Profile>()
+        }
+        ("certmesh.issuance.v1.ProfileService", "GetProfileVersion") => {
+            t::<pb::GetProfileVersionRequest, pb::Profile>()
+        }
+        ("certmesh.issuance.v1.ProfileService", "ListProfiles") => {
+            t::<pb::ListProfilesRequest, pb::ListProfilesResponse>()
+        }
+        _ => return None,
+    })
+}
+
+/// Add every annotated route whose service has a backend.
+pub(crate) fn routes(
+    mut router: Router,
+    backends: &BTreeMap<String, Backend>,
+    metrics: Arc<Metrics>,
+) -> Router {
+    for route in ROUTES {
+        let Some(backend) = backends.get(route.service) else {
+            continue;
+        };
+        let Some(transcode) = transcoder(route) else {
+            tracing::error!(
+                service = route.service,
+                method = route.method,
+                "Annotated RPC has no transcoder."
+            );
+            continue;
+        };
+        let Ok(method) = http::Method::from_bytes(route.http_method.as_bytes()) else {
+            continue;
+        };
+        let Ok(filter) = MethodFilter::try_from(method) else {
+            continue;
+        };
+        let backend = backend.clone();
+        let metrics = metrics.clone();
+        let handler = move |params: Option<Path<HashMap<String, String>>>,
+                            RawQuery(query): RawQuery,
+                            headers: HeaderMap,
+                            body: Body| {
+            let backend = backend.clone();
+            let metrics = metrics.clone();
+            async move {
+                let call = RestCall {
+                    headers,
+                    params: params.map(|p| p.0).unwrap_or_default(),
+                    query,
+                    body,
+                };
+                let mut response = transcode(backend, route, call).await;
+                let code = response
+                    .headers_mut()
+                    .remove(CODE_HEADER)
+                    .and_then(|v| v.to_str().ok().map(str::to_string))
+                    .unwrap_or_else(|| "OK".to_string());
+                metrics
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        protocol: "rest",
+                        route: route.path.to_string(),
+                        code,
+                    })
+                    .inc();
+                response
+            }
+        };
+        router = router.route(route.path, on(filter, handler));
+    }
+    router
+}
+
+async fn transcode<Req, Resp>(
+    backend: Backend,
+    route: &'static HttpRoute,
+    call: RestCall,
+) -> Response
+where
+    Req: prost::Message + DeserializeOwned + Default + Send + 'static,
+    Resp: prost::Message + Serialize + Default + Send + 'static,
+{
+    let RestCall {
+        headers,
+        params,
+        query,
+        body,
+    } = call;
+    let message = match request_message::<Req>(route, body, query.as_deref(), params).await {
+        Ok(m) => m,
+        Err(response) => return response,
+    };
+    let mut request = tonic::Request::new(message);
+    for name in FORWARDED_HEADERS {
+        let value = headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        if let Some(value) = value {
+            request.metadata_mut().insert(*name, value);
+        }
+    }
+    let Ok(path) = http::uri::PathAndQuery::try_from(route.grpc_path()) else {
+        return failure(&status(Code::Internal, Reason::Internal, "bad route"));
+    };
+    let mut grpc = tonic::client::Grpc::new(backend);
+    if grpc.ready().await.is_err() {
+        return failure(&status(
+            Code::Unavailable,
+            Reason::BackendUnavailable,
+            "backend not ready",
+        ));
+    }
+    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+    match grpc.unary(request, path, codec).await {
+        Ok(response) => match serde_json::to_value(response.get_ref()) {
+            Ok(json) => (StatusCode::OK, Json(json)).into_response(),
+            Err(_) => failure(&status(
+                Code::Internal,
+                Reason::Internal,
+                "response does not serialize",
+            )),
+        },
+        Err(status) => failure(&status),
+    }
+}
+
+/// Merge body, query and path parameters (in that order of precedence, lowest first) into the
+/// request message.
+async fn request_message<Req: DeserializeOwned>(
+    route: &HttpRoute,
+    body: Body,
+    query: Option<&str>,
+    params: HashMap<String, String>,
+) -> Result<Req, Response> {
+    let mut fields = if route.body {
+        read_json_object(body).await?
+    } else {
+        serde_json::Map::new()
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (percent_decode(k), percent_decode(v)) else {
+            return Err(bad_request(
+                "the query string is not valid percent-encoded UTF-8".into(),
+            ));
+        };
+        fields.insert(k, serde_json::Value::String(v));
+    }
+    for (k, v) in params {
+        fields.insert(k, serde_json::Value::String(v));
+    }
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| bad_request(e.to_string()))
+}
+
+async fn read_json_object(
+    body: Body,
+) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+    let bytes = match axum::body::to_bytes(body, MAX_REST_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => return Err(too_large()),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad_request(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(bad_request("the request body must be a JSON object".into())),
+        Err(e) => Err(bad_request(format!("the request body is not JSON: {e}"))),
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    failure(&status(Code::InvalidArgument, Reason::BodyInvalid, message))
+}
+
+/// The JSON error response for `status`, tagged with its code for the request metric.
+fn failure(status: &tonic::Status) -> Response {
+    let mut response = error_response(status);
+    if let Ok(v) = http::HeaderValue::from_str(code_name(status.code())) {
+        response.headers_mut().insert(CODE_HEADER, v);
+    }
+    response
+}
+
+/// `application/x-www-form-urlencoded` decoding of one query component.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Unknown paths: a JSON 404 with a stable reason.
+pub(crate) async fn not_found() -> Response {
+    let body = serde_json::json!({
+        "code": "NOT_FOUND",
+        "message": "no route for this method and path",
+        "reason": Reason::RouteNotFound.as_str(),
+    });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// The 413 answer for bodies over [`MAX_REST_BODY`]: a transport-level refusal by the gateway
+/// itself, so it does not go through the gRPC code table.
+fn too_large() -> Response {
+    let body = serde_json::json!({
+        "code": "INVALID_ARGUMENT",
+        "message": format!("request body exceeds {MAX_REST_BODY} bytes"),
+        "reason": Reason::BodyTooLarge.as_str(),
+    });
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_annotated_rpc_has_a_transcoder() {
+        for route in ROUTES {
+            assert!(
+                transcoder(route).is_some(),
+                "{}.{} has no transcoder",
+                route.service,
+                route.method
+            );
+        }
+    }
+
+    #[test]
+    fn query_components_decode() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%2"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}
