@@ -1,1 +1,45 @@
-fn main() {}
+//! The `certmesh` binary: server roles (`server`), schema and token administration (`migrate`,
+//! `token`), and the operator CLI (`cert`, `profile`), a gRPC client of the gateway.
+
+mod admin;
+mod cli;
+mod client;
+mod dev;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    certmesh_kit::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Migrate(db) => admin::migrate(&db).await,
+            Command::Token { command } => admin::token(command).await,
+            Command::Cert { client, command } => client::cert(&client, command).await,
+            Command::Profile { client, command } => client::profile(&client, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Command-line surface of the `certmesh` binary. Every flag has a `CERTMESH_*` variable.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "certmesh",
+    version,
+    about = "certmesh: certificate lifecycle control plane and private PKI"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run server roles.
+    Server(ServerArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Manage API tokens directly in the database (bootstrap; before any token exists).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Certificates, through the gateway.
+    Cert {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Certificate profiles, through the gateway.
+    Profile {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Every role in one process on SQLite under --data-dir, with a bootstrapped development CA.
+    #[arg(long)]
+    pub dev: bool,
+    /// Data directory for --dev.
+    #[arg(long, env = "CERTMESH_DATA_DIR", default_value = ".certmesh")]
+    pub data_dir: PathBuf,
+    /// Listen address.
+    #[arg(long, env = "CERTMESH_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Roles to run, comma-separated: issuance, gateway.
+    #[arg(long, env = "CERTMESH_SERVICES", value_delimiter = ',')]
+    pub services: Vec<String>,
+    /// Database URL: postgres://… or sqlite://path.
+    #[arg(long, env = "CERTMESH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory of sealed CA key files.
+    #[arg(long, env = "CERTMESH_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// File holding the base64 key-encryption key that seals CA keys (or set CERTMESH_KEK).
+    #[arg(long, env = "CERTMESH_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM, leaf first) for the listener.
+    #[arg(long, env = "CERTMESH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the listener.
+    #[arg(long, env = "CERTMESH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve cleartext HTTP/2 instead of TLS. Only for a loopback hop or a mesh that encrypts.
+    #[arg(long, env = "CERTMESH_DANGEROUS_PLAINTEXT")]
+    pub dangerous_plaintext: bool,
+    /// Where the gateway reaches the issuance role when it is not in this process.
+    #[arg(long, env = "CERTMESH_ISSUANCE_ENDPOINT")]
+    pub issuance_endpoint: Option<String>,
+    /// CA bundle trusted for https:// role endpoints.
+    #[arg(long, env = "CERTMESH_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Tenant whose built-in CA the issuance role bootstraps at start.
+    #[arg(long, env = "CERTMESH_TENANT", default_value = "default")]
+    pub tenant: String,
+    /// Log one JSON object per line.
+    #[arg(long, env = "CERTMESH_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: postgres://… or sqlite://path.
+    #[arg(long, env = "CERTMESH_DATABASE_URL")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it once.
+    Create {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// Tenant the token acts in (created if missing).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// A name for the audit trail.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Gateway URL.
+    #[arg(
+        long,
+        global = true,
+        env = "CERTMESH_GATEWAY",
+        default_value = "https://127.0.0.1:8443"
+    )]
+    pub gateway: String,
+    /// API token.
+    #[arg(long, global = true, env = "CERTMESH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the API token.
+    #[arg(long, global = true, env = "CERTMESH_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA bundle (PEM) that signs the gateway's certificate.
+    #[arg(long, global = true, env = "CERTMESH_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate for a CSR.
+    Issue {
+        /// PKCS#10 CSR, PEM.
+        #[arg(long)]
+        csr: PathBuf,
+        /// Profile name.
+        #[arg(long)]
+        profile: String,
+        /// Requested validity, e.g. 720h.
+        #[arg(long)]
+        validity: Option<String>,
+        /// Idempotency key: retries with the same key return the same certificate.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Print the certificate and chain as PEM instead of the JSON response.
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Show one certificate.
+    Get { serial: String },
+    /// List certificates.
+    List {
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create a profile, or a new version of one, from a JSON file {"name", "spec": {...}}.
+    Create {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Show a profile's latest version, or one version.
+    Get {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// List profiles (latest versions).
+    List,
+}

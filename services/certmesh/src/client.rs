@@ -1,0 +1,158 @@
+//! The operator CLI: a thin gRPC client of the gateway. Prints responses as proto3 JSON (the
+//! same shape as the REST API) and errors as `CODE (REASON): message`.
+
+use std::fs;
+
+use anyhow::{Context, anyhow};
+use certmesh_kit::{grpc::BearerToken, reason::reason_of};
+use certmesh_proto::issuance::{
+    self as pb, issuance_service_client::IssuanceServiceClient,
+    profile_service_client::ProfileServiceClient,
+};
+use serde::Serialize;
+use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::cli::{CertCommand, ClientArgs, ProfileCommand};
+
+type Authed = InterceptedService<Channel, BearerToken>;
+
+async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, BearerToken)> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(path)) => {
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, None) => {
+            return Err(anyhow!(
+                "set --token, --token-file, CERTMESH_TOKEN or CERTMESH_TOKEN_FILE"
+            ));
+        }
+    };
+    let token =
+        BearerToken::new(&token).context("the token has characters that cannot go in a header")?;
+    let bundle = args
+        .ca_bundle
+        .as_ref()
+        .map(|p| fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let channel = certmesh_kit::grpc::endpoint(&args.gateway, bundle.as_deref())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.gateway))?;
+    Ok((channel, token))
+}
+
+async fn issuance(args: &ClientArgs) -> anyhow::Result<IssuanceServiceClient<Authed>> {
+    let (channel, token) = channel(args).await?;
+    Ok(IssuanceServiceClient::with_interceptor(channel, token))
+}
+
+async fn profiles(args: &ClientArgs) -> anyhow::Result<ProfileServiceClient<Authed>> {
+    let (channel, token) = channel(args).await?;
+    Ok(ProfileServiceClient::with_interceptor(channel, token))
+}
+
+fn failed(status: Status) -> anyhow::Error {
+    let reason = reason_of(&status).unwrap_or_else(|| "UNKNOWN".into());
+    anyhow!(
+        "{} ({reason}): {}",
+        certmesh_gateway::code_name(status.code()),
+        status.message()
+    )
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `certmesh cert …`
+pub async fn cert(args: &ClientArgs, command: CertCommand) -> anyhow::Result<()> {
+    let mut client = issuance(args).await?;
+    match command {
+        CertCommand::Issue {
+            csr,
+            profile,
+            validity,
+            idempotency_key,
+            pem,
+        } => {
+            let csr =
+                fs::read_to_string(&csr).with_context(|| format!("reading {}", csr.display()))?;
+            let request = pb::IssueRequest {
+                csr,
+                profile,
+                validity: validity.unwrap_or_default(),
+                idempotency_key: idempotency_key.unwrap_or_default(),
+            };
+            let response = client.issue(request).await.map_err(failed)?.into_inner();
+            if pem {
+                let cert = response.certificate.unwrap_or_default();
+                print!("{}{}", cert.certificate_pem, cert.chain_pem);
+                Ok(())
+            } else {
+                print_json(&response)
+            }
+        }
+        CertCommand::Get { serial } => {
+            let response = client
+                .get_certificate(pb::GetCertificateRequest { serial })
+                .await
+                .map_err(failed)?;
+            print_json(response.get_ref())
+        }
+        CertCommand::List {
+            page_size,
+            page_token,
+        } => {
+            let request = pb::ListCertificatesRequest {
+                page_size,
+                page_token,
+            };
+            let response = client.list_certificates(request).await.map_err(failed)?;
+            print_json(response.get_ref())
+        }
+    }
+}
+
+/// `certmesh profile …`
+pub async fn profile(args: &ClientArgs, command: ProfileCommand) -> anyhow::Result<()> {
+    let mut client = profiles(args).await?;
+    let response = match command {
+        ProfileCommand::Create { file } => {
+            let text =
+                fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let request: pb::CreateProfileRequest = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a profile JSON", file.display()))?;
+            client
+                .create_profile(request)
+                .await
+                .map_err(failed)?
+                .into_inner()
+        }
+        ProfileCommand::Get {
+            name,
+            version: None,
+        } => client
+            .get_profile(pb::GetProfileRequest { name })
+            .await
+            .map_err(failed)?
+            .into_inner(),
+        ProfileCommand::Get {
+            name,
+            version: Some(version),
+        } => client
+            .get_profile_version(pb::GetProfileVersionRequest { name, version })
+            .await
+            .map_err(failed)?
+            .into_inner(),
+        ProfileCommand::List => {
+            let response = client
+                .list_profiles(pb::ListProfilesRequest {})
+                .await
+                .map_err(failed)?;
+            return print_json(response.get_ref());
+        }
+    };
+    print_json(&response)
+}

@@ -1,0 +1,178 @@
+//! `certmesh server`: validate flags into settings, start the requested roles, serve them on
+//! one listener, and drain on SIGINT/SIGTERM.
+
+use std::{collections::BTreeMap, fs, path::Path, sync::Arc};
+
+use anyhow::{Context, bail};
+use certmesh_crypto::keys::{Kek, KeyBackend, SealedFileBackend};
+use certmesh_gateway::{Backend, GatewayState};
+use certmesh_issuance::{BuiltinCa, Deps, Issuance};
+use certmesh_kit::{
+    SharedClock, SystemClock,
+    auth::{AuthLayer, TokenVerifier},
+    metrics::Metrics,
+    serve::{serve, shutdown_signal},
+    tls::server_config,
+};
+use certmesh_proto::issuance::{
+    issuance_service_server::IssuanceServiceServer, profile_service_server::ProfileServiceServer,
+};
+use certmesh_store::{Store, tenants};
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tower::Layer;
+
+use crate::{cli::ServerArgs, dev};
+
+/// Roles this build can run.
+const ROLES: &[&str] = &["issuance", "gateway"];
+
+/// The issuance role's gRPC services, authenticated, as gateway backends.
+pub fn issuance_backends(
+    store: &Store,
+    builtin: Arc<BuiltinCa>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+) -> BTreeMap<String, Backend> {
+    let issuance = Issuance::new(Deps {
+        store: store.clone(),
+        clock,
+        builtin,
+        metrics,
+    });
+    let (issue, profiles) = certmesh_issuance::services(issuance);
+    let auth = AuthLayer::new(TokenVerifier::new(store.clone()));
+    BTreeMap::from([
+        (
+            IssuanceServiceServer::<Issuance>::NAME.to_string(),
+            Backend::local(auth.layer(issue)),
+        ),
+        (
+            ProfileServiceServer::<Issuance>::NAME.to_string(),
+            Backend::local(auth.layer(profiles)),
+        ),
+    ])
+}
+
+/// Readiness: the store answers.
+pub fn store_ready(store: Option<Store>) -> certmesh_gateway::ReadinessCheck {
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            match store {
+                Some(store) => store.conn().ping().await.is_ok(),
+                None => true,
+            }
+        })
+    })
+}
+
+/// Open the sealed-key backend from flags or `CERTMESH_KEK`.
+fn key_backend(args: &ServerArgs) -> anyhow::Result<Arc<dyn KeyBackend>> {
+    let dir = args
+        .key_dir
+        .clone()
+        .context("--key-dir is required for the issuance role")?;
+    let kek = match &args.kek_file {
+        Some(path) => Kek::from_file(path).context("reading --kek-file")?,
+        None => Kek::from_env("CERTMESH_KEK")
+            .context("the issuance role needs --kek-file or CERTMESH_KEK")?,
+    };
+    Ok(Arc::new(
+        SealedFileBackend::new(dir, kek).context("opening the key directory")?,
+    ))
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    certmesh_kit::telemetry::init(args.log_json);
+    let metrics = Metrics::new();
+    let clock: SharedClock = Arc::new(SystemClock);
+    if args.dev {
+        return dev::run(&args, metrics, clock).await;
+    }
+    for role in &args.services {
+        if !ROLES.contains(&role.as_str()) {
+            bail!(
+                "unknown role {role:?}; this build runs: {}",
+                ROLES.join(", ")
+            );
+        }
+    }
+    let has = |r: &str| args.services.iter().any(|s| s == r);
+    if args.services.is_empty() {
+        bail!("name the roles to run with --services (issuance, gateway), or use --dev");
+    }
+    let tls = match (&args.tls_cert, &args.tls_key, args.dangerous_plaintext) {
+        (Some(cert), Some(key), false) => Some(server_config(
+            &read(cert, "--tls-cert")?,
+            &read(key, "--tls-key")?,
+        )?),
+        (None, None, true) => {
+            tracing::warn!("Serving cleartext HTTP/2: --dangerous-plaintext is set.");
+            None
+        }
+        (_, _, true) => bail!("--dangerous-plaintext and --tls-cert/--tls-key exclude each other"),
+        _ => bail!("set --tls-cert and --tls-key (or --dangerous-plaintext for a loopback hop)"),
+    };
+
+    let mut backends = BTreeMap::new();
+    let mut store = None;
+    if has("issuance") {
+        let url = args
+            .database_url
+            .as_deref()
+            .context("--database-url is required for the issuance role")?;
+        let s = Store::connect(url)
+            .await
+            .context("connecting to the database")?;
+        s.migrate().await.context("applying migrations")?;
+        let builtin = Arc::new(BuiltinCa::new(s.clone(), key_backend(&args)?));
+        let tenant = tenants::ensure(s.conn(), &args.tenant, clock.now()).await?;
+        builtin
+            .bootstrap(tenant, "certmesh", clock.now())
+            .await
+            .context("bootstrapping the built-in CA")?;
+        backends.extend(issuance_backends(
+            &s,
+            builtin,
+            clock.clone(),
+            metrics.clone(),
+        ));
+        store = Some(s);
+    } else if has("gateway") {
+        let url = args
+            .issuance_endpoint
+            .as_deref()
+            .context("--issuance-endpoint is required when the issuance role runs elsewhere")?;
+        let bundle = args
+            .ca_bundle
+            .as_deref()
+            .map(|p| read(p, "--ca-bundle"))
+            .transpose()?;
+        let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+        for name in [
+            IssuanceServiceServer::<Issuance>::NAME,
+            ProfileServiceServer::<Issuance>::NAME,
+        ] {
+            backends.insert(name.to_string(), Backend::remote(channel.clone()));
+        }
+    }
+    let state = GatewayState {
+        backends,
+        metrics,
+        ready: store_ready(store),
+        rest: has("gateway"),
+    };
+    let router = certmesh_gateway::router(state).await;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, roles = %args.services.join(","), tls = tls.is_some(), "certmesh listening.");
+    serve(listener, router, tls, shutdown_signal()).await?;
+    tracing::info!("certmesh stopped.");
+    Ok(())
+}
