@@ -1,0 +1,54 @@
+# certmesh — `make help` lists the targets.
+SHELL := /bin/bash
+CARGO_TARGET_DIR ?= $(HOME)/.cache/certmesh/target
+export CARGO_TARGET_DIR
+CERTMESH_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export CERTMESH_TEST_DATABASE_URL
+# Python tools used as independent verifiers (pkilint); one venv per requirements file.
+VENV ?= $(HOME)/.cache/certmesh/venv-$(shell sha256sum e2e/requirements.txt | cut -c1-12)
+export CERTMESH_PKILINT := $(VENV)/bin/lint_pkix_cert
+export CERTMESH_BIN := $(CARGO_TARGET_DIR)/debug/certmesh
+ARGS ?=
+
+.PHONY: help run build test tools lint fmt clippy deny bench
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+run: ## build and start `certmesh server --dev` (SQLite under ./.certmesh)
+	cargo run -p certmesh -- server --dev $(ARGS)
+
+build: ## build every crate and the certmesh binary
+	cargo build --workspace --all-targets
+
+tools: $(VENV)/.ok ## install the Python verifiers (pkilint) into a venv
+
+$(VENV)/.ok: e2e/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
+	touch $@
+
+test: tools ## run every test: unit, store (SQLite + PostgreSQL), e2e with openssl and pkilint
+	cargo build -p certmesh
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+lint: fmt clippy deny ## rustfmt check, clippy -D warnings, docs, cargo-deny
+	cargo doc --workspace --no-deps --quiet
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+deny:
+	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+	cargo deny check bans
+
+bench: ## issuance throughput through the gateway, on SQLite and PostgreSQL (BENCH_SECONDS, BENCH_CLIENTS)
+	cargo build --release -p certmesh -p certmesh-e2e --benches
+	CERTMESH_BIN=$(CARGO_TARGET_DIR)/release/certmesh cargo bench -p certmesh-e2e --bench issue
