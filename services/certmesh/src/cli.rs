@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use certmesh_kit::Secret;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -122,7 +123,7 @@ pub struct ClientArgs {
     pub gateway: String,
     /// API token.
     #[arg(long, global = true, env = "CERTMESH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret<String>>,
     /// File holding the API token.
     #[arg(long, global = true, env = "CERTMESH_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -177,4 +178,33 @@ pub enum ProfileCommand {
     },
     /// List profiles (latest versions).
     List,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let cli =
+            Cli::try_parse_from(["certmesh", "cert", "--token", "cmt_planted_secret", "list"])
+                .expect("parses");
+        let text = format!("{cli:?}");
+        assert!(!text.contains("planted"), "{text}");
+        let Command::Cert { client, .. } = cli.command else {
+            panic!("cert")
+        };
+        assert_eq!(client.token.expect("token").expose(), "cmt_planted_secret");
+    }
+
+    #[test]
+    fn server_defaults() {
+        let cli = Cli::try_parse_from(["certmesh", "server", "--dev"]).expect("parses");
+        let Command::Server(args) = cli.command else {
+            panic!("server")
+        };
+        assert!(args.dev);
+        assert_eq!(args.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(args.data_dir, PathBuf::from(".certmesh"));
+    }
 }

@@ -18,7 +18,7 @@ type Authed = InterceptedService<Channel, BearerToken>;
 
 async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, BearerToken)> {
     let token = match (&args.token, &args.token_file) {
-        (Some(t), _) => t.clone(),
+        (Some(t), _) => t.expose().clone(),
         (None, Some(path)) => {
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
         }

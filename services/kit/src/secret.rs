@@ -31,6 +31,14 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
+impl<T: std::str::FromStr> std::str::FromStr for Secret<T> {
+    type Err = T::Err;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
 impl<T> From<T> for Secret<T> {
     fn from(value: T) -> Self {
         Self(value)
