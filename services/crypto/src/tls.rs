@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use zeroize::Zeroizing;
 
 use crate::{CryptoError, Result, csr::Csr};
@@ -13,6 +13,8 @@ use crate::{CryptoError, Result, csr::Csr};
 pub fn server_identity(dns_names: &[String], ips: &[IpAddr]) -> Result<(Zeroizing<String>, Csr)> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(signing)?;
     let mut params = CertificateParams::default();
+    // rcgen's default subject is a placeholder common name; start from an empty one.
+    params.distinguished_name = DistinguishedName::new();
     for name in dns_names {
         let name = name
             .clone()
