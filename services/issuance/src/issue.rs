@@ -22,8 +22,9 @@ use serde_json::json;
 
 use crate::{
     Issuance,
+    commit::{Committed, Pending, Prepared, SignJob},
     error::IssuanceError,
-    issuer::{Issuer, SignRequest},
+    issuer::Issuer,
     model::IssueCommand,
     profile::{Denial, Grant, ValidatedProfile},
 };
@@ -99,77 +100,50 @@ impl Issuance {
         self.deps.builtin.ready(tenant).await?;
 
         let now = self.deps.clock.now();
-        let tx = store.begin().await?;
-        if let Some(key) = &cmd.idempotency_key
-            && let idempotency::Claim::Existing { .. } =
-                idempotency::claim(&tx, tenant, key, &hash, now).await?
-        {
-            // A concurrent request with this key committed first.
-            drop(tx);
-            return replay(store.conn(), tenant, key, &hash, cmd)
-                .await?
-                .ok_or_else(|| IssuanceError::IdempotencyKeyInFlight { key: key.clone() });
-        }
-        outbox::append(
-            &tx,
-            tenant,
-            "issuance.profile_evaluated",
-            &cmd.profile,
-            evaluation_event(auth, cmd, version.version, Ok(&grant)),
-            now,
-        )
-        .await?;
-        let serial = Serial::random();
-        let issued = self
-            .deps
-            .builtin
-            .issue(SignRequest {
-                tenant_id: tenant,
-                csr: &cmd.csr,
-                serial: serial.clone(),
-                not_before: now - BACKDATE,
-                not_after: now + grant.validity,
-                ekus: &grant.ekus,
-            })
-            .await?;
-        let cert = &issued.certificate;
-        let record = CertificateRecord {
-            tenant_id: tenant,
-            serial: serial.to_hex(),
-            issuer_ca_id: issued.issuer_ca_id,
-            profile_name: cmd.profile.clone(),
-            profile_version: version.version,
-            subject: cert.subject().to_string(),
-            sans: cert.sans().to_vec(),
-            not_before: cert.not_before(),
-            not_after: cert.not_after(),
-            fingerprint_sha256: cert.fingerprint_sha256(),
-            certificate_der: cert.der().to_vec(),
-            chain_pem: issued.chain_pem,
-            created_at: now,
+        let job = SignJob {
+            csr: cmd.csr.clone(),
+            serial: Serial::random(),
+            // The lifetime is exactly the grant: backdating moves the whole window.
+            not_before: now - BACKDATE,
+            not_after: now - BACKDATE + grant.validity,
+            ekus: grant.ekus.clone(),
         };
-        certificates::insert(&tx, &record).await?;
-        if let Some(key) = &cmd.idempotency_key {
-            idempotency::complete(&tx, tenant, key, &record.serial).await?;
-        }
-        outbox::append(
-            &tx,
+        let key = cmd.idempotency_key.clone().map(|k| (k, hash.clone()));
+        let cert = match key {
+            // Signed here, in parallel with other requests.
+            None => Prepared::Signed(self.deps.builtin.issue(job.request(tenant)).await?),
+            // Signed by the committer only once the key's claim wins.
+            Some(_) => Prepared::ToSign(job),
+        };
+        let pending = Pending {
             tenant,
-            "ca.issue",
-            &record.serial,
-            issue_event(auth, &record),
+            key,
+            cert,
+            profile: cmd.profile.clone(),
+            profile_version: version.version,
+            evaluation: evaluation_event(auth, cmd, version.version, Ok(&grant)),
+            principal: auth.principal.clone(),
             now,
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(certmesh_store::StoreError::from)?;
-        tracing::debug!(serial = %record.serial, ca = %record.issuer_ca_id, profile = %record.profile_name, "Certificate issued.");
-        Ok(IssueOutcome {
-            record,
-            capped: grant.capped,
-            replayed: false,
-        })
+        };
+        match self.committer.commit(pending).await? {
+            Committed::Stored(record) => {
+                tracing::debug!(serial = %record.serial, ca = %record.issuer_ca_id, profile = %record.profile_name, "Certificate issued.");
+                Ok(IssueOutcome {
+                    record: *record,
+                    capped: grant.capped,
+                    replayed: false,
+                })
+            }
+            Committed::KeyTaken => {
+                // A concurrent request with this key committed first.
+                let key = cmd.idempotency_key.as_deref().unwrap_or_default();
+                replay(store.conn(), tenant, key, &hash, cmd)
+                    .await?
+                    .ok_or_else(|| IssuanceError::IdempotencyKeyInFlight {
+                        key: key.to_string(),
+                    })
+            }
+        }
     }
 
     /// Keep the deny event (outside any transaction: nothing else of the request is kept) and
@@ -270,19 +244,4 @@ fn evaluation_event(
         }
     }
     event
-}
-
-fn issue_event(auth: &AuthContext, record: &CertificateRecord) -> serde_json::Value {
-    json!({
-        "serial": record.serial,
-        "issuer_ca_id": record.issuer_ca_id.to_string(),
-        "profile": record.profile_name,
-        "profile_version": record.profile_version,
-        "subject": record.subject,
-        "sans": record.sans,
-        "not_before": record.not_before.to_rfc3339(),
-        "not_after": record.not_after.to_rfc3339(),
-        "fingerprint_sha256": record.fingerprint_sha256,
-        "principal": auth.principal,
-    })
 }

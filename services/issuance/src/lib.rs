@@ -6,6 +6,7 @@
 //! immutable and every certificate records the version it was issued under.
 
 pub mod ari;
+mod commit;
 pub mod error;
 mod grpc;
 pub mod issue;
@@ -42,13 +43,17 @@ pub struct Deps {
 #[derive(Debug, Clone)]
 pub struct Issuance {
     deps: Arc<Deps>,
+    committer: commit::Committer,
 }
 
 impl Issuance {
-    /// The role over `deps`.
+    /// The role over `deps`. Starts the group-commit workers, so call it inside a Tokio
+    /// runtime.
     pub fn new(deps: Deps) -> Self {
+        let committer = commit::Committer::spawn(deps.store.clone(), deps.builtin.clone());
         Self {
             deps: Arc::new(deps),
+            committer,
         }
     }
 }

@@ -66,3 +66,45 @@ async fn concurrent_requests_with_one_key_mint_exactly_one_certificate() {
         assert_eq!(h.events("ca.issue").await.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_concurrent_mix_commits_in_batches_with_every_event() {
+    for h in each_backend().await {
+        h.profile("web", web_spec()).await;
+        let keyed = h.command(csr(&["k.example.com"]), "web");
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let issuance = h.issuance.clone();
+            let auth = h.auth.clone();
+            let mut cmd = if i % 4 == 0 {
+                // 16 requests over 4 keys: 4 certificates.
+                let mut c = keyed.clone();
+                c.idempotency_key = Some(format!("key-{}", i % 16));
+                c
+            } else {
+                h.command(csr(&[&format!("h{i}.example.com")]), "web")
+            };
+            if i % 4 != 0 {
+                cmd.idempotency_key = None;
+            }
+            tasks.push(tokio::spawn(
+                async move { issuance.issue(&auth, cmd).await },
+            ));
+        }
+        let mut serials = std::collections::HashSet::new();
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(outcome) => {
+                    serials.insert(outcome.record.serial);
+                }
+                Err(IssuanceError::IdempotencyKeyInFlight { .. }) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        // 48 keyless certificates and one per key.
+        assert_eq!(serials.len(), 48 + 4);
+        assert_eq!(h.certificate_count().await, 52);
+        assert_eq!(h.events("ca.issue").await.len(), 52);
+        assert_eq!(h.events("issuance.profile_evaluated").await.len(), 52);
+    }
+}
