@@ -1,0 +1,9 @@
+//! certmesh end to end: the real `certmesh` binary driven by real clients — curl for REST, the
+//! certmesh CLI for gRPC, openssl and pkilint as independent verifiers — on SQLite (dev mode)
+//! and PostgreSQL (split roles). Build the binary first: `make test` does, or
+//! `cargo build -p certmesh`.
+
+mod bad_input;
+mod dev_mode;
+mod split_postgres;
+mod support;
