@@ -4,6 +4,7 @@
 //! `cargo build -p certmesh`.
 
 mod bad_input;
+mod boundary;
 mod dev_mode;
 mod split_postgres;
 mod support;
