@@ -6,5 +6,6 @@
 mod bad_input;
 mod boundary;
 mod dev_mode;
+mod listener;
 mod split_postgres;
 mod support;
