@@ -117,4 +117,5 @@ pub async fn router(state: GatewayState) -> Router {
             }),
         )
         .fallback(rest::not_found)
+        .layer(certmesh_kit::trace::SpanLayer)
 }

@@ -12,6 +12,7 @@ pub mod secret;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use reason::Reason;
