@@ -1,6 +1,6 @@
 //! The gRPC face of the issuance role; the only file that sees tonic's traits.
 
-use certmesh_crypto::{cert::Certificate, serial::Serial};
+use certmesh_crypto::{cert::pem_from_der, serial::Serial};
 use certmesh_kit::auth::AuthContext;
 use certmesh_proto::{
     common as cpb,
@@ -30,7 +30,7 @@ fn timestamp(t: DateTime<Utc>) -> pbjson_types::Timestamp {
 }
 
 fn certificate(record: &CertificateRecord) -> Result<cpb::Certificate, IssuanceError> {
-    let pem = Certificate::from_der(record.certificate_der.clone())?.to_pem();
+    let pem = pem_from_der(&record.certificate_der);
     Ok(cpb::Certificate {
         serial: record.serial.clone(),
         certificate_pem: pem,

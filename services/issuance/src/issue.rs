@@ -84,17 +84,11 @@ impl Issuance {
         {
             return Ok(done);
         }
-        let version = profiles::latest(store.conn(), tenant, &cmd.profile)
-            .await?
-            .ok_or_else(|| IssuanceError::ProfileNotFound {
-                name: cmd.profile.clone(),
-                version: None,
-            })?;
-        let profile = ValidatedProfile::from_json(&version.spec)?;
+        let (version, profile) = self.active_profile(tenant, &cmd.profile).await?;
         let grant = match profile.evaluate(&cmd.csr, cmd.validity) {
             Ok(grant) => grant,
             Err(denial) => {
-                return Err(self.record_denial(auth, cmd, version.version, denial).await);
+                return Err(self.record_denial(auth, cmd, version, denial).await);
             }
         };
         self.deps.builtin.ready(tenant).await?;
@@ -120,8 +114,8 @@ impl Issuance {
             key,
             cert,
             profile: cmd.profile.clone(),
-            profile_version: version.version,
-            evaluation: evaluation_event(auth, cmd, version.version, Ok(&grant)),
+            profile_version: version,
+            evaluation: evaluation_event(auth, cmd, version, Ok(&grant)),
             principal: auth.principal.clone(),
             now,
         };
@@ -144,6 +138,32 @@ impl Issuance {
                     })
             }
         }
+    }
+
+    /// The active (latest) version of a profile: one read of the version pointer, and the
+    /// immutable version itself from the cache.
+    async fn active_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<(u32, std::sync::Arc<ValidatedProfile>), IssuanceError> {
+        let conn = self.deps.store.conn();
+        let not_found = || IssuanceError::ProfileNotFound {
+            name: name.to_string(),
+            version: None,
+        };
+        let (profile_id, version) = profiles::head(conn, tenant, name)
+            .await?
+            .ok_or_else(not_found)?;
+        if let Some(profile) = self.profiles.get(profile_id, version) {
+            return Ok((version, profile));
+        }
+        let stored = profiles::version(conn, tenant, name, version)
+            .await?
+            .ok_or_else(not_found)?;
+        let profile = std::sync::Arc::new(ValidatedProfile::from_json(&stored.spec)?);
+        self.profiles.insert(profile_id, version, profile.clone());
+        Ok((version, profile))
     }
 
     /// Keep the deny event (outside any transaction: nothing else of the request is kept) and

@@ -44,6 +44,7 @@ pub struct Deps {
 pub struct Issuance {
     deps: Arc<Deps>,
     committer: commit::Committer,
+    profiles: Arc<profile::VersionCache>,
 }
 
 impl Issuance {
@@ -54,6 +55,7 @@ impl Issuance {
         Self {
             deps: Arc::new(deps),
             committer,
+            profiles: Arc::default(),
         }
     }
 }

@@ -271,6 +271,45 @@ impl ValidatedProfile {
     }
 }
 
+/// Profile versions are immutable, so a validated version is cached for good, keyed by the
+/// profile's id and version number. Only the pointer to the latest version is read per request.
+#[derive(Debug, Default)]
+pub struct VersionCache {
+    versions: std::sync::RwLock<
+        std::collections::HashMap<(uuid::Uuid, u32), std::sync::Arc<ValidatedProfile>>,
+    >,
+}
+
+/// Versions held before the cache starts over (profiles are few; this bounds a pathological
+/// tenant that writes versions in a loop).
+const VERSION_CACHE_MAX: usize = 10_000;
+
+impl VersionCache {
+    /// The cached version, if validated before.
+    pub fn get(
+        &self,
+        profile_id: uuid::Uuid,
+        version: u32,
+    ) -> Option<std::sync::Arc<ValidatedProfile>> {
+        let map = self.versions.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&(profile_id, version)).cloned()
+    }
+
+    /// Remember a validated version.
+    pub fn insert(
+        &self,
+        profile_id: uuid::Uuid,
+        version: u32,
+        profile: std::sync::Arc<ValidatedProfile>,
+    ) {
+        let mut map = self.versions.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= VERSION_CACHE_MAX {
+            map.clear();
+        }
+        map.insert((profile_id, version), profile);
+    }
+}
+
 fn deny(rule: &'static str, detail: String) -> Denial {
     Denial { rule, detail }
 }

@@ -125,6 +125,22 @@ pub async fn latest<C: ConnectionTrait>(
     version_of(c, &profile, version).await
 }
 
+/// The id and latest version number of the tenant's profile `name`: one indexed read, for
+/// callers that cache the (immutable) versions themselves.
+pub async fn head<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    name: &str,
+) -> Result<Option<(uuid::Uuid, u32)>> {
+    let Some(profile) = find_profile(c, tenant, name).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        profile.id,
+        to_u32(profile.latest_version, "profile version")?,
+    )))
+}
+
 /// A given version of the tenant's profile `name`.
 pub async fn version<C: ConnectionTrait>(
     c: &C,

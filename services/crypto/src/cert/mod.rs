@@ -162,6 +162,11 @@ impl fmt::Debug for Certificate {
     }
 }
 
+/// PEM of a certificate's DER, without parsing it (for DER read back from the store).
+pub fn pem_from_der(der: &[u8]) -> String {
+    crate::pem::encode("CERTIFICATE", der)
+}
+
 /// Concatenated PEM of `certs`, in order (leaf first for a chain).
 pub fn pem_bundle(certs: &[Certificate]) -> String {
     certs.iter().map(Certificate::to_pem).collect()
