@@ -50,5 +50,5 @@ deny:
 	cargo deny check bans
 
 bench: ## issuance throughput through the gateway, on SQLite and PostgreSQL (BENCH_SECONDS, BENCH_CLIENTS)
-	cargo build --release -p certmesh -p certmesh-e2e --benches
+	cargo build --release -p certmesh
 	CERTMESH_BIN=$(CARGO_TARGET_DIR)/release/certmesh cargo bench -p certmesh-e2e --bench issue
