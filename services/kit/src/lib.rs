@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clock;
 pub mod grpc;
 pub mod metrics;
+pub mod rbac;
 pub mod reason;
 pub mod secret;
 pub mod serve;
