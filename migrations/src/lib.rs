@@ -13,6 +13,8 @@ mod m0002_cas;
 mod m0003_profiles;
 mod m0004_certificates;
 mod m0005_idempotency_outbox;
+mod m0006_principals;
+mod m0007_audit;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -28,6 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_profiles::Migration),
             Box::new(m0004_certificates::Migration),
             Box::new(m0005_idempotency_outbox::Migration),
+            Box::new(m0006_principals::Migration),
+            Box::new(m0007_audit::Migration),
         ]
     }
 }

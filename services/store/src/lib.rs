@@ -2,8 +2,9 @@
 //!
 //! [`Store`] owns the connection pool and runs the schema migrations of `certmesh-migrations`.
 //! Repositories are modules of free functions ([`tenants`], [`tokens`], [`cas`], [`profiles`],
-//! [`certificates`], [`idempotency`], [`outbox`]) generic over [`sea_orm::ConnectionTrait`], so
-//! the same call runs on the pool or inside a caller's transaction ([`Store::begin`]).
+//! [`certificates`], [`idempotency`], [`outbox`], [`audit`]) generic over
+//! [`sea_orm::ConnectionTrait`], so the same call runs on the pool or inside a caller's
+//! transaction ([`Store::begin`]).
 //!
 //! Every call is tenant-scoped: it takes a [`TenantId`] and never sees another tenant's rows.
 //!
@@ -25,12 +26,14 @@ use sea_orm::TransactionTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DatabaseTransaction};
 
+pub mod audit;
 pub mod cas;
 pub mod certificates;
 mod entity;
 mod error;
 pub mod idempotency;
 pub mod outbox;
+pub mod principals;
 pub mod profiles;
 pub mod tenants;
 #[cfg(feature = "test-util")]

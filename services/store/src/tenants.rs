@@ -1,7 +1,9 @@
 //! Tenants: the unit of isolation. Created on first use by name.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 
 use crate::entity::tenants as t;
 use crate::{Result, StoreError, TenantId, truncate_ts};
@@ -40,4 +42,16 @@ pub async fn by_name<C: ConnectionTrait>(c: &C, name: &str) -> Result<Option<Ten
         .one(c)
         .await?;
     Ok(id.map(TenantId))
+}
+
+/// Every tenant as (id, name, created), by name.
+pub async fn list<C: ConnectionTrait>(c: &C) -> Result<Vec<(TenantId, String, DateTime<Utc>)>> {
+    let rows = t::Entity::find()
+        .order_by_asc(t::Column::Name)
+        .all(c)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (TenantId(r.id), r.name, r.created_at))
+        .collect())
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use sha2::{Digest, Sha256};
 
 use crate::entity::api_tokens as t;
@@ -16,10 +16,30 @@ pub const TOKEN_PREFIX: &str = "cmt_";
 pub struct Principal {
     /// The token's tenant.
     pub tenant_id: TenantId,
-    /// The token's id (for audit and revocation).
+    /// The token's id.
     pub token_id: uuid::Uuid,
-    /// The token's human-readable name.
+    /// The token's name.
     pub name: String,
+    /// The principal the token acts for.
+    pub principal_id: uuid::Uuid,
+    /// The principal's name, for the audit trail.
+    pub principal: String,
+    /// The principal's role names.
+    pub roles: Vec<String>,
+    /// When the token stops working, if it expires.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token as listed: never its secret or hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: uuid::Uuid,
+    pub tenant_id: TenantId,
+    pub principal_id: Option<uuid::Uuid>,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// The stored form of a token: lowercase hex SHA-256 of the plaintext.
@@ -27,13 +47,17 @@ pub fn hash(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
-/// Mints a token for `tenant`. Returns its id and the plaintext, which is never stored and
-/// cannot be recovered: `cmt_` followed by 64 hex characters (244 random bits from two v4
-/// UUIDs, drawn from the OS generator).
+/// Mints a token for `principal` in `tenant`, optionally expiring. Returns its id and the
+/// plaintext, which is never stored and cannot be recovered: `cmt_` followed by 64 hex
+/// characters (244 random bits from two v4 UUIDs, drawn from the OS generator). A principal
+/// may hold several tokens at once, which is how rotation works: mint the new one, move the
+/// client, revoke the old one.
 pub async fn create<C: ConnectionTrait>(
     c: &C,
     tenant: TenantId,
+    principal_id: uuid::Uuid,
     name: &str,
+    expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<(uuid::Uuid, String)> {
     let mut random = Vec::with_capacity(32);
@@ -48,6 +72,8 @@ pub async fn create<C: ConnectionTrait>(
         token_hash: Set(hash(&plaintext)),
         created_at: Set(truncate_ts(now)),
         revoked_at: Set(None),
+        principal_id: Set(Some(principal_id)),
+        expires_at: Set(expires_at.map(truncate_ts)),
     };
     t::Entity::insert(row)
         .exec_without_returning(c)
@@ -56,21 +82,75 @@ pub async fn create<C: ConnectionTrait>(
     Ok((id, plaintext))
 }
 
-/// The principal of an unrevoked token, looked up by hash; `None` if unknown or revoked.
-pub async fn verify<C: ConnectionTrait>(c: &C, plaintext: &str) -> Result<Option<Principal>> {
+/// The principal behind a plaintext token, or `None` if the token is unknown, revoked,
+/// expired at `now`, has no principal, or its principal is disabled.
+pub async fn verify<C: ConnectionTrait>(
+    c: &C,
+    plaintext: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Principal>> {
     if !plaintext.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
-    let row = t::Entity::find()
+    let Some(row) = t::Entity::find()
         .filter(t::Column::TokenHash.eq(hash(plaintext)))
         .filter(t::Column::RevokedAt.is_null())
         .one(c)
-        .await?;
-    Ok(row.map(|r| Principal {
-        tenant_id: TenantId(r.tenant_id),
-        token_id: r.id,
-        name: r.name,
+        .await?
+    else {
+        return Ok(None);
+    };
+    if row.expires_at.is_some_and(|at| at <= now) {
+        return Ok(None);
+    }
+    let Some(principal_id) = row.principal_id else {
+        return Ok(None);
+    };
+    let tenant = TenantId(row.tenant_id);
+    let Some(principal) = crate::principals::get(c, tenant, principal_id).await? else {
+        return Ok(None);
+    };
+    if principal.disabled_at.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(Principal {
+        tenant_id: tenant,
+        token_id: row.id,
+        name: row.name,
+        principal_id,
+        principal: principal.name,
+        roles: principal.roles,
+        expires_at: row.expires_at,
     }))
+}
+
+/// The tenant's tokens, optionally only one principal's, newest first. Never the hashes.
+pub async fn list<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    principal_id: Option<uuid::Uuid>,
+) -> Result<Vec<TokenInfo>> {
+    let mut query = t::Entity::find().filter(t::Column::TenantId.eq(tenant.0));
+    if let Some(p) = principal_id {
+        query = query.filter(t::Column::PrincipalId.eq(p));
+    }
+    let rows = query
+        .order_by_desc(t::Column::CreatedAt)
+        .order_by_asc(t::Column::Id)
+        .all(c)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TokenInfo {
+            id: r.id,
+            tenant_id: TenantId(r.tenant_id),
+            principal_id: r.principal_id,
+            name: r.name,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })
+        .collect())
 }
 
 /// Revokes a token of `tenant`; revoking twice keeps the first time. `NotFound` if the tenant

@@ -2,10 +2,13 @@
 //! tenant-scoped repository function.
 
 pub(crate) mod api_tokens;
+pub(crate) mod audit_events;
+pub(crate) mod audit_heads;
 pub(crate) mod cas;
 pub(crate) mod certificates;
 pub(crate) mod idempotency_keys;
 pub(crate) mod outbox;
+pub(crate) mod principals;
 pub(crate) mod profile_versions;
 pub(crate) mod profiles;
 pub(crate) mod tenants;
