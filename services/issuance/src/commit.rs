@@ -18,6 +18,7 @@ use certmesh_crypto::{
 };
 use certmesh_store::{
     Backend, Store, StoreError, TenantId,
+    audit::{self, AuditEntry, Outcome},
     certificates::{self, CertificateRecord},
     idempotency::{self, Claim},
     outbox::{self, NewEvent},
@@ -78,6 +79,7 @@ pub(crate) struct Pending {
     /// The `issuance.profile_evaluated` payload (an allow).
     pub evaluation: serde_json::Value,
     pub principal: String,
+    pub request_id: String,
     pub now: DateTime<Utc>,
 }
 
@@ -191,6 +193,7 @@ async fn write(
     let mut records = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len() * 2);
     let mut keys = Vec::new();
+    let mut trail: std::collections::BTreeMap<TenantId, Vec<AuditEntry>> = Default::default();
     for p in batch {
         if let Some((key, hash)) = &p.key
             && let Claim::Existing { .. } =
@@ -221,6 +224,15 @@ async fn write(
         if let Some((key, _)) = &p.key {
             keys.push((p.tenant, key.as_str(), record.serial.clone()));
         }
+        trail.entry(p.tenant).or_default().push(AuditEntry {
+            actor: p.principal.clone(),
+            action: "certs.issue".into(),
+            resource: format!("certificate:{}", record.serial),
+            request_id: p.request_id.clone(),
+            outcome: Outcome::Allowed,
+            details: issue_payload(&record, &p.principal),
+            at: p.now,
+        });
         records.push(record.clone());
         outcomes.push(Ok(Committed::Stored(Box::new(record))));
     }
@@ -232,6 +244,9 @@ async fn write(
     }
     if !events.is_empty() {
         outbox::append_many(&tx, &events).await?;
+    }
+    for (tenant, entries) in &trail {
+        audit::append(&tx, *tenant, entries).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     Ok(outcomes)

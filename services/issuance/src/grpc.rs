@@ -1,7 +1,7 @@
 //! The gRPC face of the issuance role; the only file that sees tonic's traits.
 
 use certmesh_crypto::{cert::pem_from_der, serial::Serial};
-use certmesh_kit::auth::AuthContext;
+use certmesh_kit::{auth::AuthContext, rbac::Permission};
 use certmesh_proto::{
     common as cpb,
     issuance::{
@@ -67,13 +67,44 @@ fn profile(version: &ProfileVersion) -> Result<pb::Profile, IssuanceError> {
     })
 }
 
+impl Issuance {
+    /// The caller, if its roles grant `permission` for `action`; else `PERMISSION_DENIED`.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        permission: Permission,
+        action: &'static str,
+    ) -> Result<AuthContext, Status> {
+        let auth = AuthContext::of(request)?;
+        if let Err(status) = auth.require(permission) {
+            self.record_forbidden(&auth, action, permission).await;
+            return Err(status);
+        }
+        Ok(auth)
+    }
+}
+
+impl Issuance {
+    async fn record_forbidden(
+        &self,
+        auth: &AuthContext,
+        action: &'static str,
+        permission: Permission,
+    ) {
+        let entry = crate::audit::forbidden(auth, action, permission, self.deps.clock.now());
+        crate::audit::record_refusal(&self.deps.store, auth.tenant_id, entry).await;
+    }
+}
+
 #[tonic::async_trait]
 impl IssuanceService for Issuance {
     async fn issue(
         &self,
         request: Request<pb::IssueRequest>,
     ) -> Result<Response<pb::IssueResponse>, Status> {
-        let auth = AuthContext::of(&request)?;
+        let auth = self
+            .authorize(&request, Permission::CertsIssue, "certs.issue")
+            .await?;
         let key = request
             .metadata()
             .get(IDEMPOTENCY_METADATA)
@@ -96,7 +127,9 @@ impl IssuanceService for Issuance {
         &self,
         request: Request<pb::GetCertificateRequest>,
     ) -> Result<Response<pb::GetCertificateResponse>, Status> {
-        let auth = AuthContext::of(&request)?;
+        let auth = self
+            .authorize(&request, Permission::CertsRead, "certs.get")
+            .await?;
         let record = Issuance::get_certificate(self, &auth, &request.get_ref().serial).await?;
         Ok(Response::new(pb::GetCertificateResponse {
             certificate: Some(certificate(&record)?),
@@ -108,7 +141,9 @@ impl IssuanceService for Issuance {
         &self,
         request: Request<pb::ListCertificatesRequest>,
     ) -> Result<Response<pb::ListCertificatesResponse>, Status> {
-        let auth = AuthContext::of(&request)?;
+        let auth = self
+            .authorize(&request, Permission::CertsRead, "certs.list")
+            .await?;
         let req = request.get_ref();
         let (records, next) =
             Issuance::list_certificates(self, &auth, req.page_size, &req.page_token).await?;
@@ -129,7 +164,9 @@ impl ProfileService for Issuance {
         &self,
         request: Request<pb::CreateProfileRequest>,
     ) -> Result<Response<pb::Profile>, Status> {
-        let auth = AuthContext::of(&request)?;
+        let auth = self
+            .authorize(&request, Permission::ProfilesWrite, "profiles.create")
+            .await?;
         let req = request.into_inner();
         let version = Issuance::create_profile(self, &auth, req.name.trim(), req.spec).await?;
         Ok(Response::new(profile(&version)?))
@@ -139,7 +176,9 @@ impl ProfileService for Issuance {
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::Profile>, Status> {
-        let auth = AuthContext::of(&request)?;
+        let auth = self
+            .authorize(&request, Permission::ProfilesRead, "profiles.get")
+            .await?;
         let version = Issuance::get_profile(self, &auth, &request.get_ref().name, None).await?;
         Ok(Response::new(profile(&version)?))
     }
@@ -148,7 +187,9 @@ impl ProfileService for Issuance {
         &self,
         request: Request<pb::GetProfileVersionRequest>,
     ) -> Result<Response<pb::Profile>, Status> {
-        let auth = AuthContext::of(&request)?;
+        let auth = self
+            .authorize(&request, Permission::ProfilesRead, "profiles.get")
+            .await?;
         let req = request.get_ref();
         if req.version == 0 {
             return Err(IssuanceError::InvalidField {
@@ -165,7 +206,9 @@ impl ProfileService for Issuance {
         &self,
         request: Request<pb::ListProfilesRequest>,
     ) -> Result<Response<pb::ListProfilesResponse>, Status> {
-        let auth = AuthContext::of(&request)?;
+        let auth = self
+            .authorize(&request, Permission::ProfilesRead, "profiles.list")
+            .await?;
         let versions = Issuance::list_profiles(self, &auth).await?;
         let profiles = versions
             .iter()

@@ -117,6 +117,7 @@ impl Issuance {
             profile_version: version,
             evaluation: evaluation_event(auth, cmd, version, Ok(&grant)),
             principal: auth.principal.clone(),
+            request_id: auth.request_id.clone(),
             now,
         };
         match self.committer.commit(pending).await? {
@@ -166,8 +167,8 @@ impl Issuance {
         Ok((version, profile))
     }
 
-    /// Keep the deny event (outside any transaction: nothing else of the request is kept) and
-    /// build the error.
+    /// Keep the deny event and its audit entry (outside the issuance transaction: nothing
+    /// else of the request is kept) and build the error.
     async fn record_denial(
         &self,
         auth: &AuthContext,
@@ -177,17 +178,30 @@ impl Issuance {
     ) -> IssuanceError {
         let now = self.deps.clock.now();
         let payload = evaluation_event(auth, cmd, version, Err(&denial));
-        let conn = self.deps.store.conn();
-        if let Err(e) = outbox::append(
-            conn,
-            auth.tenant_id,
-            "issuance.profile_evaluated",
-            &cmd.profile,
-            payload,
+        let audit_entry = crate::audit::entry(
+            auth,
+            "certs.issue",
+            format!("profile:{}", cmd.profile),
+            certmesh_store::audit::Outcome::Denied,
+            payload.clone(),
             now,
-        )
-        .await
-        {
+        );
+        let written = async {
+            let tx = self.deps.store.begin().await?;
+            outbox::append(
+                &tx,
+                auth.tenant_id,
+                "issuance.profile_evaluated",
+                &cmd.profile,
+                payload,
+                now,
+            )
+            .await?;
+            crate::audit::append(&tx, auth.tenant_id, &[audit_entry]).await?;
+            tx.commit().await.map_err(certmesh_store::StoreError::from)
+        }
+        .await;
+        if let Err(e) = written {
             return e.into();
         }
         IssuanceError::ProfileDenied {

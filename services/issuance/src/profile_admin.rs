@@ -35,10 +35,19 @@ impl Issuance {
             auth.tenant_id,
             "profile.version_created",
             name,
-            event,
+            event.clone(),
             now,
         )
         .await?;
+        let entry = crate::audit::entry(
+            auth,
+            "profiles.create",
+            format!("profile:{name}"),
+            certmesh_store::audit::Outcome::Allowed,
+            event,
+            now,
+        );
+        crate::audit::append(&tx, auth.tenant_id, &[entry]).await?;
         tx.commit()
             .await
             .map_err(certmesh_store::StoreError::from)?;

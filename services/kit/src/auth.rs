@@ -17,20 +17,51 @@ use futures::future::BoxFuture;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-use crate::reason::{Reason, status};
+use crate::{
+    SharedClock,
+    rbac::{Permission, Role, any_grants},
+    reason::{Reason, status},
+};
 
 /// Who is calling, established by the auth layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthContext {
     /// The tenant every repository call of this request is scoped to.
     pub tenant_id: TenantId,
-    /// The token's name, for the audit trail.
+    /// The principal's name, for the audit trail.
     pub principal: String,
+    /// The principal's id.
+    pub principal_id: uuid::Uuid,
     /// The token's id.
     pub token_id: uuid::Uuid,
+    /// The principal's roles.
+    pub roles: Vec<Role>,
+    /// When the token stops working.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The request's id (`x-request-id`, or one made up), for the audit trail and logs.
+    pub request_id: String,
 }
 
 impl AuthContext {
+    /// `Ok` if the caller's roles grant `permission`, else `PERMISSION_DENIED` with reason
+    /// `PERMISSION_MISSING` naming it.
+    pub fn require(&self, permission: Permission) -> Result<(), Status> {
+        if any_grants(&self.roles, permission) {
+            Ok(())
+        } else {
+            Err(status(
+                Code::PermissionDenied,
+                Reason::PermissionMissing,
+                format!("{} lacks {permission}", self.principal),
+            ))
+        }
+    }
+
+    /// True if the caller's roles grant `permission`.
+    pub fn can(&self, permission: Permission) -> bool {
+        any_grants(&self.roles, permission)
+    }
+
     /// The context the auth layer attached to `request`.
     pub fn of<T>(request: &tonic::Request<T>) -> Result<AuthContext, Status> {
         request
@@ -54,14 +85,16 @@ const CACHE_MAX: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     store: Store,
+    clock: SharedClock,
     cache: Arc<Mutex<HashMap<String, (AuthContext, Instant)>>>,
 }
 
 impl TokenVerifier {
-    /// A verifier over `store`.
-    pub fn new(store: Store) -> Self {
+    /// A verifier over `store`; expiry is judged by `clock`.
+    pub fn new(store: Store, clock: SharedClock) -> Self {
         Self {
             store,
+            clock,
             cache: Arc::default(),
         }
     }
@@ -80,7 +113,7 @@ impl TokenVerifier {
         if let Some(ctx) = self.cached(&hash) {
             return Ok(ctx);
         }
-        let principal = tokens::verify(self.store.conn(), token)
+        let principal = tokens::verify(self.store.conn(), token, self.clock.now())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "Token lookup failed.");
@@ -89,8 +122,17 @@ impl TokenVerifier {
         let principal = principal.ok_or_else(|| unauthenticated("unknown or revoked token"))?;
         let ctx = AuthContext {
             tenant_id: principal.tenant_id,
-            principal: principal.name,
+            principal: principal.principal,
+            principal_id: principal.principal_id,
             token_id: principal.token_id,
+            // Unknown role names (from a newer build) grant nothing.
+            roles: principal
+                .roles
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+            expires_at: principal.expires_at,
+            request_id: String::new(),
         };
         self.remember(hash, ctx.clone());
         Ok(ctx)
@@ -98,9 +140,11 @@ impl TokenVerifier {
 
     fn cached(&self, hash: &str) -> Option<AuthContext> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now();
         cache
             .get(hash)
             .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .filter(|(ctx, _)| ctx.expires_at.is_none_or(|e| e > now))
             .map(|(ctx, _)| ctx.clone())
     }
 
@@ -111,6 +155,15 @@ impl TokenVerifier {
         }
         cache.insert(hash, (ctx, Instant::now()));
     }
+}
+
+/// The caller's `x-request-id` if it is 1-128 printable ASCII characters, else a fresh id.
+fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
 }
 
 /// Layer that authenticates every request before the wrapped service sees it.
@@ -171,8 +224,10 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
+            let request_id = request_id(request.headers());
             match verifier.verify_header(header).await {
-                Ok(ctx) => {
+                Ok(mut ctx) => {
+                    ctx.request_id = request_id;
                     request.extensions_mut().insert(ctx);
                     inner.call(request).await
                 }

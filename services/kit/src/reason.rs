@@ -39,6 +39,7 @@ macro_rules! reasons {
 
 reasons! {
     Unauthenticated => "UNAUTHENTICATED", "The request carried no bearer token, or one that is unknown or revoked.";
+    PermissionMissing => "PERMISSION_MISSING", "The caller's roles do not grant the permission the RPC needs; the message names it.";
     RequestInvalid => "REQUEST_INVALID", "A required field is missing or a field is malformed.";
     BodyInvalid => "BODY_INVALID", "The REST body is not JSON of the request's shape.";
     BodyTooLarge => "BODY_TOO_LARGE", "The REST body exceeds the gateway's limit.";

@@ -57,7 +57,11 @@ pub async fn harness(db: TestDb) -> Harness {
     let auth = AuthContext {
         tenant_id: tenant,
         principal: "tester".into(),
+        principal_id: uuid::Uuid::nil(),
         token_id: uuid::Uuid::nil(),
+        roles: vec![certmesh_kit::rbac::Role::Admin],
+        expires_at: None,
+        request_id: "test-request".into(),
     };
     Harness {
         issuance,

@@ -5,3 +5,4 @@ mod harness;
 mod idempotency;
 mod issue;
 mod profiles;
+mod rbac;

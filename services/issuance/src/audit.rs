@@ -1,0 +1,71 @@
+//! The issuance role's entries in the tamper-evident audit trail: every state change in the
+//! transaction that makes it, every refusal on its own.
+
+use certmesh_kit::{auth::AuthContext, rbac::Permission};
+use certmesh_store::{
+    Store, TenantId,
+    audit::{self, AuditEntry, Outcome},
+};
+use chrono::{DateTime, Utc};
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+
+/// An audit entry by `auth` at `at`.
+pub fn entry(
+    auth: &AuthContext,
+    action: &str,
+    resource: String,
+    outcome: Outcome,
+    details: serde_json::Value,
+    at: DateTime<Utc>,
+) -> AuditEntry {
+    AuditEntry {
+        actor: auth.principal.clone(),
+        action: action.to_string(),
+        resource,
+        request_id: auth.request_id.clone(),
+        outcome,
+        details,
+        at,
+    }
+}
+
+/// Append `entries` inside the caller's transaction.
+pub async fn append<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    entries: &[AuditEntry],
+) -> Result<(), certmesh_store::StoreError> {
+    audit::append(c, tenant, entries).await.map(|_| ())
+}
+
+/// Record a refused attempt in a transaction of its own. A failure to record is logged, not
+/// returned: the caller is refused either way.
+pub async fn record_refusal(store: &Store, tenant: TenantId, entry: AuditEntry) {
+    let result = async {
+        let tx = store.begin().await?;
+        audit::append(&tx, tenant, std::slice::from_ref(&entry)).await?;
+        tx.commit().await.map_err(certmesh_store::StoreError::from)
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, action = %entry.action, "Recording a refusal in the audit trail failed.");
+    }
+}
+
+/// The entry for a caller whose roles lack `permission`.
+pub fn forbidden(
+    auth: &AuthContext,
+    action: &str,
+    permission: Permission,
+    at: DateTime<Utc>,
+) -> AuditEntry {
+    entry(
+        auth,
+        action,
+        format!("principal:{}", auth.principal),
+        Outcome::Denied,
+        json!({"missing_permission": permission.as_str(), "reason": "PERMISSION_MISSING"}),
+        at,
+    )
+}
