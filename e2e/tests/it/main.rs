@@ -3,6 +3,7 @@
 //! and PostgreSQL (split roles). Build the binary first: `make test` does, or
 //! `cargo build -p certmesh`.
 
+mod audit;
 mod bad_input;
 mod boundary;
 mod dev_mode;

@@ -27,6 +27,17 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage tenants directly in the database.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Verify and export the audit trail, reading the database directly (so the check does not
+    /// trust a running server).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Certificates, through the gateway.
     Cert {
         #[command(flatten)]
@@ -98,16 +109,61 @@ pub struct DatabaseArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create an API token and print it once.
+    /// Create an API token for a principal (created with --role if missing) and print it once.
     Create {
         #[command(flatten)]
         db: DatabaseArgs,
         /// Tenant the token acts in (created if missing).
         #[arg(long, default_value = "default")]
         tenant: String,
-        /// A name for the audit trail.
+        /// The principal the token acts for.
         #[arg(long, default_value = "admin")]
+        principal: String,
+        /// Roles of the principal when it is created here (repeatable).
+        #[arg(long = "role", default_value = "admin")]
+        roles: Vec<String>,
+        /// A name for the token.
+        #[arg(long, default_value = "cli")]
         name: String,
+        /// Lifetime, e.g. 720h; the token never expires without it.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (no-op if it exists) and print its id.
+    Create {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        name: String,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk every tenant's hash chain (or one tenant's) and name the first broken link.
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Export a tenant's trail, oldest first.
+    Export {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
     },
 }
 

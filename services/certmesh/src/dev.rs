@@ -28,7 +28,7 @@ use certmesh_kit::{
     serve::{serve, shutdown_signal},
     tls::server_config,
 };
-use certmesh_store::{Store, TenantId, tenants, tokens};
+use certmesh_store::{Store, TenantId, principals, tenants, tokens};
 use chrono::Duration;
 use tokio::net::TcpListener;
 
@@ -111,13 +111,30 @@ async fn admin_token(
     clock: &dyn certmesh_kit::Clock,
 ) -> anyhow::Result<()> {
     if let Ok(existing) = fs::read_to_string(path)
-        && tokens::verify(store.conn(), existing.trim())
+        && tokens::verify(store.conn(), existing.trim(), clock.now())
             .await?
             .is_some()
     {
         return Ok(());
     }
-    let (_, token) = tokens::create(store.conn(), tenant, "dev-admin", clock.now()).await?;
+    let admin = principals::ensure(
+        store.conn(),
+        tenant,
+        "admin",
+        "user",
+        &["admin".to_string()],
+        clock.now(),
+    )
+    .await?;
+    let (_, token) = tokens::create(
+        store.conn(),
+        tenant,
+        admin.id,
+        "dev-admin",
+        None,
+        clock.now(),
+    )
+    .await?;
     write_file(path, format!("{token}\n").as_bytes(), 0o600)
 }
 

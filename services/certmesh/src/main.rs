@@ -31,6 +31,8 @@ fn main() -> ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Migrate(db) => admin::migrate(&db).await,
             Command::Token { command } => admin::token(command).await,
+            Command::Tenant { command } => admin::tenant(command).await,
+            Command::Audit { command } => admin::audit(command).await,
             Command::Cert { client, command } => client::cert(&client, command).await,
             Command::Profile { client, command } => client::profile(&client, command).await,
         }

@@ -34,6 +34,7 @@ pub fn issuance_backends(
     clock: SharedClock,
     metrics: Arc<Metrics>,
 ) -> BTreeMap<String, Backend> {
+    let verifier_clock = clock.clone();
     let issuance = Issuance::new(Deps {
         store: store.clone(),
         clock,
@@ -41,7 +42,7 @@ pub fn issuance_backends(
         metrics,
     });
     let (issue, profiles) = certmesh_issuance::services(issuance);
-    let auth = AuthLayer::new(TokenVerifier::new(store.clone()));
+    let auth = AuthLayer::new(TokenVerifier::new(store.clone(), verifier_clock));
     BTreeMap::from([
         (
             IssuanceServiceServer::<Issuance>::NAME.to_string(),
