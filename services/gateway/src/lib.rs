@@ -10,7 +10,10 @@ mod rest;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{Router, routing::get};
-use certmesh_kit::metrics::Metrics;
+use certmesh_kit::{
+    limit::{RateLimit, RateLimitLayer},
+    metrics::Metrics,
+};
 use futures::future::BoxFuture;
 
 pub use crate::{
@@ -34,6 +37,9 @@ pub struct GatewayState {
     pub ready: ReadinessCheck,
     /// Serve REST/JSON routes (the gateway role) or only gRPC (a standalone role).
     pub rest: bool,
+    /// Per-caller request rate limit for everything but health and the operational endpoints;
+    /// `None` serves unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl std::fmt::Debug for GatewayState {
@@ -41,29 +47,39 @@ impl std::fmt::Debug for GatewayState {
         f.debug_struct("GatewayState")
             .field("backends", &self.backends.keys().collect::<Vec<_>>())
             .field("rest", &self.rest)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }
 
 /// The router: gRPC services, reflection, health, REST routes and the operational endpoints.
+/// With a rate limit, every route but health and the operational endpoints is limited per
+/// caller (including unknown paths, so probing them costs the same).
 pub async fn router(state: GatewayState) -> Router {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in state.backends.keys() {
-        health
-            .set_service_status(name.as_str(), tonic_health::ServingStatus::Serving)
-            .await;
+    let mut api = api(&state);
+    if let Some(limit) = state.rate_limit {
+        match RateLimitLayer::new(limit) {
+            Ok(layer) => api = api.layer(layer),
+            // Callers validate the limit up front (`RateLimit::validate`); this is a backstop.
+            Err(e) => {
+                tracing::error!(error = %e, "Rate limit is invalid; requests are not limited.")
+            }
+        }
     }
+    operational(&state)
+        .await
+        .merge(api)
+        .layer(certmesh_kit::trace::SpanLayer)
+}
+
+/// gRPC services, reflection and REST routes, with the JSON 404 for everything else.
+fn api(state: &GatewayState) -> Router {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(certmesh_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let mut router = Router::new();
-    router = backend::grpc_route(
-        router,
-        "grpc.health.v1.Health",
-        Backend::local(health_service),
-    );
     if let Ok(v1) = reflection().build_v1() {
         router = backend::grpc_route(
             router,
@@ -84,6 +100,22 @@ pub async fn router(state: GatewayState) -> Router {
     if state.rest {
         router = rest::routes(router, &state.backends, state.metrics.clone());
     }
+    router.fallback(rest::not_found)
+}
+
+/// gRPC health, `/healthz`, `/readyz` and `/metrics`: probes that are never rate limited.
+async fn operational(state: &GatewayState) -> Router {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in state.backends.keys() {
+        health
+            .set_service_status(name.as_str(), tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let router = backend::grpc_route(
+        Router::new(),
+        "grpc.health.v1.Health",
+        Backend::local(health_service),
+    );
     let metrics = state.metrics.clone();
     let ready = state.ready.clone();
     router
@@ -116,6 +148,4 @@ pub async fn router(state: GatewayState) -> Router {
                 }
             }),
         )
-        .fallback(rest::not_found)
-        .layer(certmesh_kit::trace::SpanLayer)
 }

@@ -1,0 +1,3 @@
+//! Gateway integration tests: the router driven in-process, one module per topic.
+
+mod rate_limit;
