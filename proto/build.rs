@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "certmesh/api/v1/annotations.proto",
     "certmesh/common/v1/common.proto",
     "certmesh/issuance/v1/issuance.proto",
+    "certmesh/iam/v1/iam.proto",
 ];
 
 fn main() -> io::Result<()> {

@@ -47,6 +47,12 @@ pub mod certmesh {
             include!(concat!(env!("OUT_DIR"), "/certmesh.common.v1.serde.rs"));
         }
     }
+    pub mod iam {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/certmesh.iam.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/certmesh.iam.v1.serde.rs"));
+        }
+    }
     pub mod issuance {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/certmesh.issuance.v1.rs"));
@@ -55,7 +61,7 @@ pub mod certmesh {
     }
 }
 
-pub use certmesh::{common::v1 as common, issuance::v1 as issuance};
+pub use certmesh::{common::v1 as common, iam::v1 as iam, issuance::v1 as issuance};
 
 #[cfg(test)]
 mod tests {
@@ -81,7 +87,7 @@ mod tests {
             .expect("GetProfileVersion is annotated");
         assert_eq!(version.path, "/api/v1/profiles/{name}/versions/{version}");
         assert!(!version.body);
-        assert_eq!(ROUTES.len(), 7);
+        assert_eq!(ROUTES.len(), 15);
     }
 
     #[test]

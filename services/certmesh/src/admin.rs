@@ -9,7 +9,7 @@ use certmesh_store::{
     principals, tenants, tokens,
 };
 
-use crate::cli::{AuditCommand, DatabaseArgs, TenantCommand, TokenCommand};
+use crate::cli::{AuditCommand, DatabaseArgs, TenantCommand};
 
 async fn open(db: &DatabaseArgs) -> anyhow::Result<Store> {
     let store = Store::connect(&db.database_url)
@@ -32,29 +32,32 @@ pub async fn migrate(db: &DatabaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `certmesh token create`: print a new token once; only its hash is stored.
-pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
-    let TokenCommand::Create {
-        db,
-        tenant,
-        principal,
-        roles,
-        name,
-        expires_in,
-    } = command;
-    for role in &roles {
+/// `certmesh token create --database-url`: bootstrap a token straight into the database and
+/// print it once; only its hash is stored.
+pub async fn bootstrap_token(
+    database_url: &str,
+    tenant: &str,
+    principal: &str,
+    roles: &[String],
+    name: &str,
+    expires_in: Option<&str>,
+) -> anyhow::Result<()> {
+    for role in roles {
         role.parse::<Role>()?;
     }
     let now = SystemClock.now();
     let expires_at = expires_in
-        .map(|text| certmesh_issuance::model::parse_duration("expires_in", &text).map(|d| now + d))
-        .transpose()?;
-    let store = open(&db).await?;
-    let tenant_id = tenants::ensure(store.conn(), &tenant, now).await?;
-    let owner =
-        principals::ensure(store.conn(), tenant_id, &principal, "user", &roles, now).await?;
+        .map(|text| certmesh_kit::duration::parse(text).map(|d| now + d))
+        .transpose()
+        .map_err(|problem| anyhow::anyhow!("--expires-in: {problem}"))?;
+    let store = open(&DatabaseArgs {
+        database_url: database_url.to_string(),
+    })
+    .await?;
+    let tenant_id = tenants::ensure(store.conn(), tenant, now).await?;
+    let owner = principals::ensure(store.conn(), tenant_id, principal, "user", roles, now).await?;
     let (_, token) =
-        tokens::create(store.conn(), tenant_id, owner.id, &name, expires_at, now).await?;
+        tokens::create(store.conn(), tenant_id, owner.id, name, expires_at, now).await?;
     println!("{token}");
     Ok(())
 }

@@ -22,10 +22,17 @@ pub enum Command {
     Server(ServerArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
-    /// Manage API tokens directly in the database (bootstrap; before any token exists).
+    /// API tokens: create (through the gateway, or bootstrap into the database), list, revoke.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Principals (users and service accounts) and their roles, through the gateway.
+    Principal {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: PrincipalCommand,
     },
     /// Manage tenants directly in the database.
     Tenant {
@@ -65,7 +72,7 @@ pub struct ServerArgs {
     /// Listen address.
     #[arg(long, env = "CERTMESH_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Roles to run, comma-separated: issuance, gateway.
+    /// Roles to run, comma-separated: issuance, iam, gateway.
     #[arg(long, env = "CERTMESH_SERVICES", value_delimiter = ',')]
     pub services: Vec<String>,
     /// Database URL: postgres://… or sqlite://path.
@@ -89,12 +96,21 @@ pub struct ServerArgs {
     /// Where the gateway reaches the issuance role when it is not in this process.
     #[arg(long, env = "CERTMESH_ISSUANCE_ENDPOINT")]
     pub issuance_endpoint: Option<String>,
+    /// Where the gateway reaches the iam role when it is not in this process.
+    #[arg(long, env = "CERTMESH_IAM_ENDPOINT")]
+    pub iam_endpoint: Option<String>,
     /// CA bundle trusted for https:// role endpoints.
     #[arg(long, env = "CERTMESH_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
     /// Tenant whose built-in CA the issuance role bootstraps at start.
     #[arg(long, env = "CERTMESH_TENANT", default_value = "default")]
     pub tenant: String,
+    /// Requests per second each API credential may make through the gateway (0: no limit).
+    #[arg(long, env = "CERTMESH_RATE_LIMIT_PER_SECOND", default_value_t = 5000.0)]
+    pub rate_limit_per_second: f64,
+    /// Burst each credential may spend at once.
+    #[arg(long, env = "CERTMESH_RATE_LIMIT_BURST", default_value_t = 10000)]
+    pub rate_limit_burst: u32,
     /// Log one JSON object per line.
     #[arg(long, env = "CERTMESH_LOG_JSON")]
     pub log_json: bool,
@@ -109,17 +125,20 @@ pub struct DatabaseArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create an API token for a principal (created with --role if missing) and print it once.
+    /// Create a token and print it once: through the gateway, or with --database-url straight
+    /// into the database (bootstrap, before any token exists; the principal is created with
+    /// --role if missing).
     Create {
-        #[command(flatten)]
-        db: DatabaseArgs,
-        /// Tenant the token acts in (created if missing).
+        /// Write to this database instead of calling the gateway.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Tenant (with --database-url; created if missing).
         #[arg(long, default_value = "default")]
         tenant: String,
-        /// The principal the token acts for.
-        #[arg(long, default_value = "admin")]
-        principal: String,
-        /// Roles of the principal when it is created here (repeatable).
+        /// The principal the token acts for (default: yourself; with --database-url: admin).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Roles of a principal created here (with --database-url; repeatable).
         #[arg(long = "role", default_value = "admin")]
         roles: Vec<String>,
         /// A name for the token.
@@ -128,7 +147,40 @@ pub enum TokenCommand {
         /// Lifetime, e.g. 720h; the token never expires without it.
         #[arg(long)]
         expires_in: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
+    /// List your tokens, or a principal's. Never the secrets.
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Create a user or service account with roles.
+    Create {
+        name: String,
+        /// admin, operator, ra-officer, custodian, auditor or viewer (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// user or service.
+        #[arg(long, default_value = "user")]
+        kind: String,
+    },
+    /// Show one principal.
+    Get { name: String },
+    /// List principals.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

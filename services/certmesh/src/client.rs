@@ -5,6 +5,10 @@ use std::fs;
 
 use anyhow::{Context, anyhow};
 use certmesh_kit::{grpc::BearerToken, reason::reason_of};
+use certmesh_proto::iam::{
+    self, principal_service_client::PrincipalServiceClient,
+    token_service_client::TokenServiceClient,
+};
 use certmesh_proto::issuance::{
     self as pb, issuance_service_client::IssuanceServiceClient,
     profile_service_client::ProfileServiceClient,
@@ -12,7 +16,7 @@ use certmesh_proto::issuance::{
 use serde::Serialize;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
-use crate::cli::{CertCommand, ClientArgs, ProfileCommand};
+use crate::cli::{CertCommand, ClientArgs, PrincipalCommand, ProfileCommand, TokenCommand};
 
 type Authed = InterceptedService<Channel, BearerToken>;
 
@@ -155,4 +159,108 @@ pub async fn profile(args: &ClientArgs, command: ProfileCommand) -> anyhow::Resu
         }
     };
     print_json(&response)
+}
+
+/// `certmesh principal …`
+pub async fn principal(args: &ClientArgs, command: PrincipalCommand) -> anyhow::Result<()> {
+    let (channel, token) = channel(args).await?;
+    let mut client = PrincipalServiceClient::with_interceptor(channel, token);
+    match command {
+        PrincipalCommand::Create { name, roles, kind } => {
+            let request = iam::CreatePrincipalRequest { name, kind, roles };
+            print_json(
+                client
+                    .create_principal(request)
+                    .await
+                    .map_err(failed)?
+                    .get_ref(),
+            )
+        }
+        PrincipalCommand::Get { name } => print_json(
+            client
+                .get_principal(iam::GetPrincipalRequest { name })
+                .await
+                .map_err(failed)?
+                .get_ref(),
+        ),
+        PrincipalCommand::List => print_json(
+            client
+                .list_principals(iam::ListPrincipalsRequest {})
+                .await
+                .map_err(failed)?
+                .get_ref(),
+        ),
+    }
+}
+
+/// `certmesh token …`
+pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            database_url: Some(url),
+            tenant,
+            principal,
+            roles,
+            name,
+            expires_in,
+            ..
+        } => {
+            let principal = principal.unwrap_or_else(|| "admin".into());
+            crate::admin::bootstrap_token(
+                &url,
+                &tenant,
+                &principal,
+                &roles,
+                &name,
+                expires_in.as_deref(),
+            )
+            .await
+        }
+        TokenCommand::Create {
+            database_url: None,
+            principal,
+            name,
+            expires_in,
+            client,
+            ..
+        } => {
+            let (channel, token) = channel(&client).await?;
+            let mut tokens = TokenServiceClient::with_interceptor(channel, token);
+            let request = iam::CreateTokenRequest {
+                principal: principal.unwrap_or_default(),
+                name,
+                expires_in: expires_in.unwrap_or_default(),
+            };
+            let created = tokens
+                .create_token(request)
+                .await
+                .map_err(failed)?
+                .into_inner();
+            eprintln!(
+                "token id {}; the secret below is shown once",
+                created.info.map(|i| i.id).unwrap_or_default()
+            );
+            println!("{}", created.token);
+            Ok(())
+        }
+        TokenCommand::List { principal, client } => {
+            let (channel, token) = channel(&client).await?;
+            let mut tokens = TokenServiceClient::with_interceptor(channel, token);
+            let request = iam::ListTokensRequest {
+                principal: principal.unwrap_or_default(),
+            };
+            print_json(tokens.list_tokens(request).await.map_err(failed)?.get_ref())
+        }
+        TokenCommand::Revoke { id, client } => {
+            let (channel, token) = channel(&client).await?;
+            let mut tokens = TokenServiceClient::with_interceptor(channel, token);
+            print_json(
+                tokens
+                    .revoke_token(iam::RevokeTokenRequest { id })
+                    .await
+                    .map_err(failed)?
+                    .get_ref(),
+            )
+        }
+    }
 }

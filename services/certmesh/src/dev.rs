@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     cli::ServerArgs,
-    server::{issuance_backends, store_ready},
+    server::{iam_backends, issuance_backends, rate_limit, store_ready},
 };
 
 /// Files --dev keeps under `<data-dir>/dev`.
@@ -89,12 +89,14 @@ pub async fn run(
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let tls = gateway_tls(&builtin, tenant, addr.ip(), clock.as_ref()).await?;
-    let backends = issuance_backends(&store, builtin, clock.clone(), metrics.clone());
+    let mut backends = issuance_backends(&store, builtin, clock.clone(), metrics.clone());
+    backends.extend(iam_backends(&store, clock.clone()));
     let state = GatewayState {
         backends,
         metrics,
         ready: store_ready(Some(store)),
         rest: true,
+        rate_limit: rate_limit(args)?,
     };
     let router = certmesh_gateway::router(state).await;
     banner(addr, &paths);

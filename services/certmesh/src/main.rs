@@ -30,7 +30,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Migrate(db) => admin::migrate(&db).await,
-            Command::Token { command } => admin::token(command).await,
+            Command::Token { command } => client::token(command).await,
+            Command::Principal { client, command } => client::principal(&client, command).await,
             Command::Tenant { command } => admin::tenant(command).await,
             Command::Audit { command } => admin::audit(command).await,
             Command::Cert { client, command } => client::cert(&client, command).await,

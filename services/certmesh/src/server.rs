@@ -6,13 +6,19 @@ use std::{collections::BTreeMap, fs, path::Path, sync::Arc};
 use anyhow::{Context, bail};
 use certmesh_crypto::keys::{Kek, KeyBackend, SealedFileBackend};
 use certmesh_gateway::{Backend, GatewayState};
+use certmesh_iam::Iam;
 use certmesh_issuance::{BuiltinCa, Deps, Issuance};
 use certmesh_kit::{
     SharedClock, SystemClock,
     auth::{AuthLayer, TokenVerifier},
+    limit::RateLimit,
     metrics::Metrics,
     serve::{serve, shutdown_signal},
     tls::server_config,
+};
+use certmesh_proto::iam::{
+    audit_service_server::AuditServiceServer, principal_service_server::PrincipalServiceServer,
+    token_service_server::TokenServiceServer,
 };
 use certmesh_proto::issuance::{
     issuance_service_server::IssuanceServiceServer, profile_service_server::ProfileServiceServer,
@@ -25,7 +31,41 @@ use tower::Layer;
 use crate::{cli::ServerArgs, dev};
 
 /// Roles this build can run.
-const ROLES: &[&str] = &["issuance", "gateway"];
+const ROLES: &[&str] = &["issuance", "iam", "gateway"];
+/// gRPC services of the issuance role.
+const ISSUANCE_SERVICES: [&str; 2] = [
+    IssuanceServiceServer::<Issuance>::NAME,
+    ProfileServiceServer::<Issuance>::NAME,
+];
+/// gRPC services of the iam role.
+const IAM_SERVICES: [&str; 3] = [
+    PrincipalServiceServer::<Iam>::NAME,
+    TokenServiceServer::<Iam>::NAME,
+    AuditServiceServer::<Iam>::NAME,
+];
+
+/// The iam role's gRPC services, authenticated, as gateway backends.
+pub fn iam_backends(store: &Store, clock: SharedClock) -> BTreeMap<String, Backend> {
+    let auth = AuthLayer::new(TokenVerifier::new(store.clone(), clock.clone()));
+    let (principals, tokens, audit) = certmesh_iam::services(Iam::new(certmesh_iam::Deps {
+        store: store.clone(),
+        clock,
+    }));
+    BTreeMap::from([
+        (
+            IAM_SERVICES[0].to_string(),
+            Backend::local(auth.layer(principals)),
+        ),
+        (
+            IAM_SERVICES[1].to_string(),
+            Backend::local(auth.layer(tokens)),
+        ),
+        (
+            IAM_SERVICES[2].to_string(),
+            Backend::local(auth.layer(audit)),
+        ),
+    ])
+}
 
 /// The issuance role's gRPC services, authenticated, as gateway backends.
 pub fn issuance_backends(
@@ -68,6 +108,22 @@ pub fn store_ready(store: Option<Store>) -> certmesh_gateway::ReadinessCheck {
     })
 }
 
+/// The per-credential rate limit from flags; `None` when the rate is 0.
+pub fn rate_limit(args: &ServerArgs) -> anyhow::Result<Option<RateLimit>> {
+    if args.rate_limit_per_second == 0.0 {
+        return Ok(None);
+    }
+    let limit = RateLimit {
+        per_second: args.rate_limit_per_second,
+        burst: args.rate_limit_burst,
+    };
+    Ok(Some(
+        limit
+            .validate()
+            .context("--rate-limit-per-second / --rate-limit-burst")?,
+    ))
+}
+
 /// Open the sealed-key backend from flags or `CERTMESH_KEK`.
 fn key_backend(args: &ServerArgs) -> anyhow::Result<Arc<dyn KeyBackend>> {
     let dir = args
@@ -105,7 +161,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let has = |r: &str| args.services.iter().any(|s| s == r);
     if args.services.is_empty() {
-        bail!("name the roles to run with --services (issuance, gateway), or use --dev");
+        bail!("name the roles to run with --services (issuance, iam, gateway), or use --dev");
     }
     let tls = match (&args.tls_cert, &args.tls_key, args.dangerous_plaintext) {
         (Some(cert), Some(key), false) => Some(server_config(
@@ -121,16 +177,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
 
     let mut backends = BTreeMap::new();
-    let mut store = None;
-    if has("issuance") {
+    let store = if has("issuance") || has("iam") {
         let url = args
             .database_url
             .as_deref()
-            .context("--database-url is required for the issuance role")?;
+            .context("--database-url is required for the issuance and iam roles")?;
         let s = Store::connect(url)
             .await
             .context("connecting to the database")?;
         s.migrate().await.context("applying migrations")?;
+        Some(s)
+    } else {
+        None
+    };
+    let bundle = args
+        .ca_bundle
+        .as_deref()
+        .map(|p| read(p, "--ca-bundle"))
+        .transpose()?;
+    if let (true, Some(s)) = (has("issuance"), &store) {
         let builtin = Arc::new(BuiltinCa::new(s.clone(), key_backend(&args)?));
         let tenant = tenants::ensure(s.conn(), &args.tenant, clock.now()).await?;
         builtin
@@ -138,28 +203,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("bootstrapping the built-in CA")?;
         backends.extend(issuance_backends(
-            &s,
+            s,
             builtin,
             clock.clone(),
             metrics.clone(),
         ));
-        store = Some(s);
     } else if has("gateway") {
         let url = args
             .issuance_endpoint
             .as_deref()
             .context("--issuance-endpoint is required when the issuance role runs elsewhere")?;
-        let bundle = args
-            .ca_bundle
-            .as_deref()
-            .map(|p| read(p, "--ca-bundle"))
-            .transpose()?;
         let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
-        for name in [
-            IssuanceServiceServer::<Issuance>::NAME,
-            ProfileServiceServer::<Issuance>::NAME,
-        ] {
+        for name in ISSUANCE_SERVICES {
             backends.insert(name.to_string(), Backend::remote(channel.clone()));
+        }
+    }
+    if let (true, Some(s)) = (has("iam"), &store) {
+        backends.extend(iam_backends(s, clock.clone()));
+    } else if has("gateway") {
+        match args.iam_endpoint.as_deref() {
+            Some(url) => {
+                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                for name in IAM_SERVICES {
+                    backends.insert(name.to_string(), Backend::remote(channel.clone()));
+                }
+            }
+            None => tracing::warn!(
+                "No iam role here and no --iam-endpoint: principal, token and audit APIs are off."
+            ),
         }
     }
     let state = GatewayState {
@@ -167,6 +238,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         metrics,
         ready: store_ready(store),
         rest: has("gateway"),
+        rate_limit: rate_limit(&args)?,
     };
     let router = certmesh_gateway::router(state).await;
     let listener = TcpListener::bind(args.listen)

@@ -22,7 +22,7 @@ use certmesh_kit::{
     metrics::{Metrics, RequestLabels},
     reason::status,
 };
-use certmesh_proto::{HttpRoute, ROUTES, issuance as pb};
+use certmesh_proto::{HttpRoute, ROUTES, iam, issuance as pb};
 use futures::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
@@ -81,6 +81,30 @@ fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
         }
         ("certmesh.issuance.v1.ProfileService", "ListProfiles") => {
             t::<pb::ListProfilesRequest, pb::ListProfilesResponse>()
+        }
+        ("certmesh.iam.v1.PrincipalService", "CreatePrincipal") => {
+            t::<iam::CreatePrincipalRequest, iam::Principal>()
+        }
+        ("certmesh.iam.v1.PrincipalService", "GetPrincipal") => {
+            t::<iam::GetPrincipalRequest, iam::Principal>()
+        }
+        ("certmesh.iam.v1.PrincipalService", "ListPrincipals") => {
+            t::<iam::ListPrincipalsRequest, iam::ListPrincipalsResponse>()
+        }
+        ("certmesh.iam.v1.TokenService", "CreateToken") => {
+            t::<iam::CreateTokenRequest, iam::CreateTokenResponse>()
+        }
+        ("certmesh.iam.v1.TokenService", "ListTokens") => {
+            t::<iam::ListTokensRequest, iam::ListTokensResponse>()
+        }
+        ("certmesh.iam.v1.TokenService", "RevokeToken") => {
+            t::<iam::RevokeTokenRequest, iam::Token>()
+        }
+        ("certmesh.iam.v1.AuditService", "ListAuditEvents") => {
+            t::<iam::ListAuditEventsRequest, iam::ListAuditEventsResponse>()
+        }
+        ("certmesh.iam.v1.AuditService", "VerifyAudit") => {
+            t::<iam::VerifyAuditRequest, iam::VerifyAuditResponse>()
         }
         _ => return None,
     })

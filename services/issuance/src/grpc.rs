@@ -91,8 +91,8 @@ impl Issuance {
         action: &'static str,
         permission: Permission,
     ) {
-        let entry = crate::audit::forbidden(auth, action, permission, self.deps.clock.now());
-        crate::audit::record_refusal(&self.deps.store, auth.tenant_id, entry).await;
+        let entry = certmesh_kit::audit::forbidden(auth, action, permission, self.deps.clock.now());
+        certmesh_kit::audit::record_refusal(&self.deps.store, auth.tenant_id, entry).await;
     }
 }
 

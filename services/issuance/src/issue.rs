@@ -178,7 +178,7 @@ impl Issuance {
     ) -> IssuanceError {
         let now = self.deps.clock.now();
         let payload = evaluation_event(auth, cmd, version, Err(&denial));
-        let audit_entry = crate::audit::entry(
+        let audit_entry = certmesh_kit::audit::entry(
             auth,
             "certs.issue",
             format!("profile:{}", cmd.profile),
@@ -197,7 +197,7 @@ impl Issuance {
                 now,
             )
             .await?;
-            crate::audit::append(&tx, auth.tenant_id, &[audit_entry]).await?;
+            certmesh_store::audit::append(&tx, auth.tenant_id, &[audit_entry]).await?;
             tx.commit().await.map_err(certmesh_store::StoreError::from)
         }
         .await;

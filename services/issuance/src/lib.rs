@@ -6,7 +6,6 @@
 //! immutable and every certificate records the version it was issued under.
 
 pub mod ari;
-mod audit;
 mod commit;
 pub mod error;
 mod grpc;

@@ -9,62 +9,18 @@ use crate::error::IssuanceError;
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Longest lifetime anything may ask for (profile maximum or request): ten years.
-pub const MAX_LIFETIME: Duration = Duration::days(3650);
+pub const MAX_LIFETIME: Duration = certmesh_kit::duration::MAX;
 
-/// Parse a Go-style duration: one or more `<integer><unit>` with unit `d`, `h`, `m` or `s`
-/// ("2160h", "90d", "1h30m"). Must be positive and at most [`MAX_LIFETIME`].
+/// Parse a duration field ([`certmesh_kit::duration::parse`]) into a `VALIDITY_INVALID` error
+/// naming `field`.
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, IssuanceError> {
-    let invalid = |problem: &str| IssuanceError::ValidityInvalid {
-        field,
-        problem: format!("{text:?} {problem}"),
-    };
-    let text_trimmed = text.trim();
-    if text_trimmed.is_empty() {
-        return Err(invalid("is empty"));
-    }
-    let mut total = Duration::zero();
-    let mut digits = String::new();
-    for ch in text_trimmed.chars() {
-        if ch.is_ascii_digit() {
-            digits.push(ch);
-            continue;
-        }
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| invalid("is not a duration like \"2160h\" or \"90d\""))?;
-        digits.clear();
-        let part = match ch {
-            'd' => Duration::try_days(n),
-            'h' => Duration::try_hours(n),
-            'm' => Duration::try_minutes(n),
-            's' => Duration::try_seconds(n),
-            _ => None,
-        }
-        .ok_or_else(|| invalid("is not a duration like \"2160h\" or \"90d\""))?;
-        total = total
-            .checked_add(&part)
-            .ok_or_else(|| invalid("is too long"))?;
-    }
-    if !digits.is_empty() {
-        return Err(invalid("has a number without a unit (d, h, m, s)"));
-    }
-    if total <= Duration::zero() {
-        return Err(invalid("must be positive"));
-    }
-    if total > MAX_LIFETIME {
-        return Err(invalid("is longer than ten years"));
-    }
-    Ok(total)
+    certmesh_kit::duration::parse(text)
+        .map_err(|problem| IssuanceError::ValidityInvalid { field, problem })
 }
 
-/// Render a duration the way the API accepts it: whole hours when possible, else seconds.
+/// Render a duration the way the API accepts it.
 pub fn format_duration(d: Duration) -> String {
-    let secs = d.num_seconds();
-    if secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else {
-        format!("{secs}s")
-    }
+    certmesh_kit::duration::format(d)
 }
 
 /// A validated Issue request.
@@ -158,41 +114,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_like_go() {
+    fn a_bad_duration_is_validity_invalid_naming_the_field() {
+        let err = parse_duration("validity", "forever").expect_err("bad");
+        assert!(matches!(
+            err,
+            IssuanceError::ValidityInvalid {
+                field: "validity",
+                ..
+            }
+        ));
         assert_eq!(
-            parse_duration("v", "2160h").expect("ok"),
-            Duration::hours(2160)
+            parse_duration("validity", "24h").expect("ok"),
+            Duration::hours(24)
         );
-        assert_eq!(
-            parse_duration("v", "1h30m").expect("ok"),
-            Duration::minutes(90)
-        );
-        assert_eq!(parse_duration("v", "90d").expect("ok"), Duration::days(90));
-        assert_eq!(
-            parse_duration("v", "45s").expect("ok"),
-            Duration::seconds(45)
-        );
-        for bad in [
-            "", "10", "h", "1x", "-5h", "0h", "1h2", "99999d", "1.5h", "abc",
-        ] {
-            let err = parse_duration("validity", bad).expect_err(bad);
-            assert!(
-                matches!(
-                    err,
-                    IssuanceError::ValidityInvalid {
-                        field: "validity",
-                        ..
-                    }
-                ),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn durations_format_back() {
-        assert_eq!(format_duration(Duration::hours(2160)), "2160h");
-        assert_eq!(format_duration(Duration::seconds(61)), "61s");
     }
 
     #[test]

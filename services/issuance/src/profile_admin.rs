@@ -39,7 +39,7 @@ impl Issuance {
             now,
         )
         .await?;
-        let entry = crate::audit::entry(
+        let entry = certmesh_kit::audit::entry(
             auth,
             "profiles.create",
             format!("profile:{name}"),
@@ -47,7 +47,7 @@ impl Issuance {
             event,
             now,
         );
-        crate::audit::append(&tx, auth.tenant_id, &[entry]).await?;
+        certmesh_store::audit::append(&tx, auth.tenant_id, &[entry]).await?;
         tx.commit()
             .await
             .map_err(certmesh_store::StoreError::from)?;

@@ -3,9 +3,12 @@
 //! each request, TLS settings and the HTTP/2 + HTTP/1 server loop, metrics, logging, and
 //! redacted secrets.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod duration;
 pub mod grpc;
+pub mod limit;
 pub mod metrics;
 pub mod rbac;
 pub mod reason;

@@ -44,6 +44,7 @@ reasons! {
     BodyInvalid => "BODY_INVALID", "The REST body is not JSON of the request's shape.";
     BodyTooLarge => "BODY_TOO_LARGE", "The REST body exceeds the gateway's limit.";
     RouteNotFound => "ROUTE_NOT_FOUND", "No REST route matches the method and path.";
+    RateLimited => "RATE_LIMITED", "The caller exceeded its request rate; retry after the Retry-After seconds.";
     CsrMalformed => "CSR_MALFORMED", "The CSR is not PEM, or its DER is not a PKCS#10 request.";
     CsrSignatureInvalid => "CSR_SIGNATURE_INVALID", "The CSR's self-signature does not verify.";
     CsrUnsupported => "CSR_UNSUPPORTED", "The CSR uses a key type, curve or extension certmesh does not sign.";
@@ -55,6 +56,9 @@ reasons! {
     CertificateNotFound => "CERTIFICATE_NOT_FOUND", "No certificate has that serial in this tenant.";
     SerialInvalid => "SERIAL_INVALID", "A serial is not 1 to 20 bytes of hex.";
     PageTokenInvalid => "PAGE_TOKEN_INVALID", "The page token was not issued by this API.";
+    PrincipalNotFound => "PRINCIPAL_NOT_FOUND", "No principal has that name in this tenant.";
+    PrincipalExists => "PRINCIPAL_EXISTS", "The tenant already has a principal with that name.";
+    TokenNotFound => "TOKEN_NOT_FOUND", "No API token has that id in this tenant.";
     CaNotReady => "CA_NOT_READY", "No active issuing CA exists yet, or its key cannot be opened.";
     BackendUnavailable => "BACKEND_UNAVAILABLE", "The gateway could not reach the role that serves the request.";
     Internal => "INTERNAL", "An internal error; details are in the server log under the request's trace id.";

@@ -1,13 +1,13 @@
-//! The issuance role's entries in the tamper-evident audit trail: every state change in the
-//! transaction that makes it, every refusal on its own.
+//! Audit-trail plumbing shared by every role: entries attributed to the caller, and refusals
+//! recorded in a transaction of their own. State changes append their entries with
+//! `certmesh_store::audit::append` inside the transaction that makes the change.
 
-use certmesh_kit::{auth::AuthContext, rbac::Permission};
+use crate::{auth::AuthContext, rbac::Permission};
 use certmesh_store::{
     Store, TenantId,
     audit::{self, AuditEntry, Outcome},
 };
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 /// An audit entry by `auth` at `at`.
@@ -28,15 +28,6 @@ pub fn entry(
         details,
         at,
     }
-}
-
-/// Append `entries` inside the caller's transaction.
-pub async fn append<C: ConnectionTrait>(
-    c: &C,
-    tenant: TenantId,
-    entries: &[AuditEntry],
-) -> Result<(), certmesh_store::StoreError> {
-    audit::append(c, tenant, entries).await.map(|_| ())
 }
 
 /// Record a refused attempt in a transaction of its own. A failure to record is logged, not

@@ -1,0 +1,362 @@
+//! The IAM role's gRPC handlers: authorize, validate, act in one transaction with its audit
+//! entry, answer.
+
+use certmesh_kit::{
+    audit::{entry, forbidden, record_refusal},
+    auth::AuthContext,
+    rbac::Permission,
+};
+use certmesh_proto::iam::{
+    self as pb, audit_service_server::AuditService, principal_service_server::PrincipalService,
+    token_service_server::TokenService,
+};
+use certmesh_store::{
+    StoreError,
+    audit::{self, AuditFilter, Outcome, Verification},
+    principals::{self, PrincipalRecord},
+    tokens,
+};
+use serde_json::json;
+use tonic::{Request, Response, Status};
+
+use crate::{Iam, error::IamError, model};
+
+/// Audit entries served per page when the caller asks for none; the most is 1000.
+const DEFAULT_AUDIT_PAGE: u32 = 100;
+
+impl Iam {
+    /// `Ok` if the caller holds `permission`; otherwise the refusal is audited and returned.
+    async fn require(
+        &self,
+        auth: &AuthContext,
+        permission: Permission,
+        action: &'static str,
+    ) -> Result<(), Status> {
+        match auth.require(permission) {
+            Ok(()) => Ok(()),
+            Err(status) => {
+                let e = forbidden(auth, action, permission, self.deps.clock.now());
+                record_refusal(&self.deps.store, auth.tenant_id, e).await;
+                Err(status)
+            }
+        }
+    }
+
+    /// The principal a token request names: the caller when `name` is empty (always allowed),
+    /// anyone else with `permission`.
+    async fn subject(
+        &self,
+        auth: &AuthContext,
+        name: &str,
+        permission: Permission,
+        action: &'static str,
+    ) -> Result<PrincipalRecord, Status> {
+        let conn = self.deps.store.conn();
+        let name = name.trim();
+        if name.is_empty() || name == auth.principal {
+            return principals::get(conn, auth.tenant_id, auth.principal_id)
+                .await
+                .map_err(IamError::from)?
+                .ok_or_else(|| {
+                    IamError::PrincipalNotFound {
+                        name: auth.principal.clone(),
+                    }
+                    .into()
+                });
+        }
+        self.require(auth, permission, action).await?;
+        Ok(principals::by_name(conn, auth.tenant_id, name)
+            .await
+            .map_err(IamError::from)?
+            .ok_or_else(|| IamError::PrincipalNotFound {
+                name: name.to_string(),
+            })?)
+    }
+}
+
+fn store_err(e: StoreError) -> Status {
+    IamError::from(e).into()
+}
+
+#[tonic::async_trait]
+impl PrincipalService for Iam {
+    async fn create_principal(
+        &self,
+        request: Request<pb::CreatePrincipalRequest>,
+    ) -> Result<Response<pb::Principal>, Status> {
+        let auth = AuthContext::of(&request)?;
+        self.require(&auth, Permission::PrincipalsWrite, "principals.create")
+            .await?;
+        let req = request.into_inner();
+        let name = model::principal_name(&req.name)?;
+        let kind = model::kind(&req.kind)?;
+        let roles = model::roles(&req.roles)?;
+        let now = self.deps.clock.now();
+        let tx = self.deps.store.begin().await.map_err(store_err)?;
+        let created = match principals::create(&tx, auth.tenant_id, &name, &kind, &roles, now).await
+        {
+            Err(StoreError::Conflict { .. }) => {
+                return Err(IamError::PrincipalExists { name }.into());
+            }
+            other => other.map_err(store_err)?,
+        };
+        let details = json!({"name": name, "kind": kind, "roles": roles});
+        let e = entry(
+            &auth,
+            "principals.create",
+            format!("principal:{name}"),
+            Outcome::Allowed,
+            details,
+            now,
+        );
+        audit::append(&tx, auth.tenant_id, &[e])
+            .await
+            .map_err(store_err)?;
+        tx.commit().await.map_err(|e| store_err(e.into()))?;
+        tracing::info!(principal = %name, "Principal created.");
+        Ok(Response::new(model::principal(&created)))
+    }
+
+    async fn get_principal(
+        &self,
+        request: Request<pb::GetPrincipalRequest>,
+    ) -> Result<Response<pb::Principal>, Status> {
+        let auth = AuthContext::of(&request)?;
+        self.require(&auth, Permission::PrincipalsRead, "principals.get")
+            .await?;
+        let name = request.get_ref().name.trim().to_string();
+        let found = principals::by_name(self.deps.store.conn(), auth.tenant_id, &name)
+            .await
+            .map_err(store_err)?;
+        let found = found.ok_or(IamError::PrincipalNotFound { name })?;
+        Ok(Response::new(model::principal(&found)))
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        let auth = AuthContext::of(&request)?;
+        self.require(&auth, Permission::PrincipalsRead, "principals.list")
+            .await?;
+        let all = principals::list(self.deps.store.conn(), auth.tenant_id)
+            .await
+            .map_err(store_err)?;
+        Ok(Response::new(pb::ListPrincipalsResponse {
+            principals: all.iter().map(model::principal).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for Iam {
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let auth = AuthContext::of(&request)?;
+        let req = request.into_inner();
+        let owner = self
+            .subject(
+                &auth,
+                &req.principal,
+                Permission::PrincipalsWrite,
+                "tokens.create",
+            )
+            .await?;
+        let name = match req.name.trim() {
+            "" => "token".to_string(),
+            n if n.len() <= 128 => n.to_string(),
+            _ => {
+                return Err(IamError::InvalidField {
+                    field: "name",
+                    problem: "is longer than 128".into(),
+                }
+                .into());
+            }
+        };
+        let now = self.deps.clock.now();
+        let expires_at = match req.expires_in.trim() {
+            "" => None,
+            text => Some(
+                now + certmesh_kit::duration::parse(text).map_err(|problem| {
+                    IamError::InvalidField {
+                        field: "expires_in",
+                        problem,
+                    }
+                })?,
+            ),
+        };
+        let tx = self.deps.store.begin().await.map_err(store_err)?;
+        let (id, secret) = tokens::create(&tx, auth.tenant_id, owner.id, &name, expires_at, now)
+            .await
+            .map_err(store_err)?;
+        let details = json!({"principal": owner.name, "name": name, "expires_at": expires_at.map(|t| t.to_rfc3339())});
+        let e = entry(
+            &auth,
+            "tokens.create",
+            format!("token:{id}"),
+            Outcome::Allowed,
+            details,
+            now,
+        );
+        audit::append(&tx, auth.tenant_id, &[e])
+            .await
+            .map_err(store_err)?;
+        tx.commit().await.map_err(|e| store_err(e.into()))?;
+        let info = tokens::TokenInfo {
+            id,
+            tenant_id: auth.tenant_id,
+            principal_id: Some(owner.id),
+            name,
+            created_at: certmesh_store::truncate_ts(now),
+            expires_at: expires_at.map(certmesh_store::truncate_ts),
+            revoked_at: None,
+        };
+        Ok(Response::new(pb::CreateTokenResponse {
+            info: Some(model::token(&info)),
+            token: secret,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let auth = AuthContext::of(&request)?;
+        let owner = self
+            .subject(
+                &auth,
+                &request.get_ref().principal,
+                Permission::PrincipalsRead,
+                "tokens.list",
+            )
+            .await?;
+        let listed = tokens::list(self.deps.store.conn(), auth.tenant_id, Some(owner.id))
+            .await
+            .map_err(store_err)?;
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: listed.iter().map(model::token).collect(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::Token>, Status> {
+        let auth = AuthContext::of(&request)?;
+        let raw = request.get_ref().id.trim().to_string();
+        let not_found = || IamError::TokenNotFound { id: raw.clone() };
+        let id: uuid::Uuid = raw.parse().map_err(|_| not_found())?;
+        let conn = self.deps.store.conn();
+        let all = tokens::list(conn, auth.tenant_id, None)
+            .await
+            .map_err(store_err)?;
+        let target = all.into_iter().find(|t| t.id == id).ok_or_else(not_found)?;
+        if target.principal_id != Some(auth.principal_id) {
+            self.require(&auth, Permission::PrincipalsWrite, "tokens.revoke")
+                .await?;
+        }
+        let now = self.deps.clock.now();
+        let tx = self.deps.store.begin().await.map_err(store_err)?;
+        tokens::revoke(&tx, auth.tenant_id, id, now)
+            .await
+            .map_err(store_err)?;
+        let e = entry(
+            &auth,
+            "tokens.revoke",
+            format!("token:{id}"),
+            Outcome::Allowed,
+            json!({"name": target.name}),
+            now,
+        );
+        audit::append(&tx, auth.tenant_id, &[e])
+            .await
+            .map_err(store_err)?;
+        tx.commit().await.map_err(|e| store_err(e.into()))?;
+        let revoked = tokens::TokenInfo {
+            revoked_at: Some(
+                target
+                    .revoked_at
+                    .unwrap_or(certmesh_store::truncate_ts(now)),
+            ),
+            ..target
+        };
+        Ok(Response::new(model::token(&revoked)))
+    }
+}
+
+#[tonic::async_trait]
+impl AuditService for Iam {
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let auth = AuthContext::of(&request)?;
+        self.require(&auth, Permission::AuditRead, "audit.list")
+            .await?;
+        let req = request.into_inner();
+        let nonempty = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let filter = AuditFilter {
+            since: model::instant("since", &req.since)?,
+            until: model::instant("until", &req.until)?,
+            actor: nonempty(req.actor),
+            action: nonempty(req.action),
+            resource: nonempty(req.resource),
+        };
+        let after = match req.page_token.as_str() {
+            "" => 0,
+            token => token
+                .strip_prefix("seq-")
+                .and_then(|n| n.parse().ok())
+                .ok_or(IamError::PageTokenInvalid)?,
+        };
+        let limit = match req.page_size {
+            0 => DEFAULT_AUDIT_PAGE,
+            n => n.min(1000),
+        };
+        let page = audit::query(
+            self.deps.store.conn(),
+            auth.tenant_id,
+            &filter,
+            after,
+            u64::from(limit),
+        )
+        .await
+        .map_err(store_err)?;
+        let next = match page.last() {
+            Some(last) if page.len() == limit as usize => format!("seq-{}", last.seq),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: page.iter().map(model::audit_event).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<pb::VerifyAuditRequest>,
+    ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
+        let auth = AuthContext::of(&request)?;
+        self.require(&auth, Permission::AuditRead, "audit.verify")
+            .await?;
+        let verdict = audit::verify(self.deps.store.conn(), auth.tenant_id)
+            .await
+            .map_err(store_err)?;
+        Ok(Response::new(match verdict {
+            Verification::Intact { rows } => pb::VerifyAuditResponse {
+                intact: true,
+                rows,
+                broken_seq: 0,
+                reason: String::new(),
+            },
+            Verification::Broken { seq, reason } => pb::VerifyAuditResponse {
+                intact: false,
+                rows: 0,
+                broken_seq: seq,
+                reason,
+            },
+        }))
+    }
+}

@@ -1,0 +1,402 @@
+use std::sync::Arc;
+
+use certmesh_iam::{Deps, Iam};
+use certmesh_kit::{auth::AuthContext, clock::TestClock, rbac::Role, reason::reason_of};
+use certmesh_proto::iam::{
+    self as pb, audit_service_server::AuditService, principal_service_server::PrincipalService,
+    token_service_server::TokenService,
+};
+use certmesh_store::{Store, TenantId, principals, tenants, testing::TestDb};
+use chrono::DateTime;
+use tonic::{Code, Request};
+
+struct Harness {
+    iam: Iam,
+    store: Store,
+    acme: TenantId,
+    _db: TestDb,
+}
+
+async fn each_backend() -> Vec<Harness> {
+    let mut all = Vec::new();
+    for db in certmesh_store::testing::each_backend().await {
+        let store = db.store.clone();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        let acme = tenants::ensure(store.conn(), "acme", at)
+            .await
+            .expect("tenant");
+        let iam = Iam::new(Deps {
+            store: store.clone(),
+            clock: Arc::new(TestClock::at(at)),
+        });
+        all.push(Harness {
+            iam,
+            store,
+            acme,
+            _db: db,
+        });
+    }
+    all
+}
+
+impl Harness {
+    /// A caller in `tenant` named `name` holding `role` (the principal row is created).
+    async fn caller(&self, tenant: TenantId, name: &str, role: Role) -> AuthContext {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        let p = principals::ensure(
+            self.store.conn(),
+            tenant,
+            name,
+            "user",
+            &[role.as_str().to_string()],
+            at,
+        )
+        .await
+        .expect("principal");
+        AuthContext {
+            tenant_id: tenant,
+            principal: name.into(),
+            principal_id: p.id,
+            token_id: uuid::Uuid::nil(),
+            roles: vec![role],
+            expires_at: None,
+            request_id: "req".into(),
+        }
+    }
+}
+
+fn req<T>(auth: &AuthContext, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.extensions_mut().insert(auth.clone());
+    r
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (Code, String) {
+    let status = result.expect_err("refused");
+    (status.code(), reason_of(&status).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn principals_are_created_by_admins_only_and_bad_input_writes_nothing() {
+    for h in each_backend().await {
+        let admin = h.caller(h.acme, "alice", Role::Admin).await;
+        let viewer = h.caller(h.acme, "vera", Role::Viewer).await;
+        let create = |name: &str, roles: &[&str]| pb::CreatePrincipalRequest {
+            name: name.into(),
+            kind: "service".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        let bot = PrincipalService::create_principal(
+            &h.iam,
+            req(&admin, create("deploy-bot", &["operator", "operator"])),
+        )
+        .await
+        .expect("created")
+        .into_inner();
+        assert_eq!(bot.roles, ["operator"]);
+        assert_eq!(
+            refused(
+                PrincipalService::create_principal(
+                    &h.iam,
+                    req(&admin, create("deploy-bot", &["viewer"]))
+                )
+                .await
+            ),
+            (Code::AlreadyExists, "PRINCIPAL_EXISTS".into())
+        );
+        assert_eq!(
+            refused(
+                PrincipalService::create_principal(
+                    &h.iam,
+                    req(&viewer, create("sneaky", &["admin"]))
+                )
+                .await
+            ),
+            (Code::PermissionDenied, "PERMISSION_MISSING".into())
+        );
+        for bad in [
+            create("x", &["root"]),
+            create("x", &[]),
+            create("Bad Name", &["viewer"]),
+        ] {
+            assert_eq!(
+                refused(PrincipalService::create_principal(&h.iam, req(&admin, bad)).await),
+                (Code::InvalidArgument, "REQUEST_INVALID".into())
+            );
+        }
+        let listed =
+            PrincipalService::list_principals(&h.iam, req(&viewer, pb::ListPrincipalsRequest {}))
+                .await;
+        assert_eq!(
+            refused(listed).0,
+            Code::PermissionDenied,
+            "viewers do not read principals"
+        );
+        let all =
+            PrincipalService::list_principals(&h.iam, req(&admin, pb::ListPrincipalsRequest {}))
+                .await
+                .expect("list")
+                .into_inner();
+        let names: Vec<_> = all.principals.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["alice", "deploy-bot", "vera"]);
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_listed_without_secrets_and_revoked_by_their_owner_or_an_admin() {
+    for h in each_backend().await {
+        let admin = h.caller(h.acme, "alice", Role::Admin).await;
+        let viewer = h.caller(h.acme, "vera", Role::Viewer).await;
+        let own = TokenService::create_token(
+            &h.iam,
+            req(
+                &viewer,
+                pb::CreateTokenRequest {
+                    principal: String::new(),
+                    name: "laptop".into(),
+                    expires_in: "24h".into(),
+                },
+            ),
+        )
+        .await
+        .expect("own token")
+        .into_inner();
+        assert!(own.token.starts_with("cmt_"));
+        let info = own.info.expect("info");
+        assert!(info.expires_at.is_some());
+        let for_other = pb::CreateTokenRequest {
+            principal: "alice".into(),
+            name: "x".into(),
+            expires_in: String::new(),
+        };
+        assert_eq!(
+            refused(TokenService::create_token(&h.iam, req(&viewer, for_other.clone())).await).0,
+            Code::PermissionDenied
+        );
+        let admins = TokenService::create_token(
+            &h.iam,
+            req(
+                &admin,
+                pb::CreateTokenRequest {
+                    principal: "vera".into(),
+                    ..for_other
+                },
+            ),
+        )
+        .await
+        .expect("admin mints for vera")
+        .into_inner();
+        let listed =
+            TokenService::list_tokens(&h.iam, req(&viewer, pb::ListTokensRequest::default()))
+                .await
+                .expect("list")
+                .into_inner();
+        assert_eq!(listed.tokens.len(), 2);
+        assert!(
+            !format!("{listed:?}").contains(&own.token[4..]),
+            "listing leaks a secret"
+        );
+        let bad_expiry = pb::CreateTokenRequest {
+            expires_in: "forever".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            refused(TokenService::create_token(&h.iam, req(&viewer, bad_expiry)).await).0,
+            Code::InvalidArgument
+        );
+
+        let admin_token_id = admins.info.expect("info").id;
+        let alice_tok =
+            TokenService::create_token(&h.iam, req(&admin, pb::CreateTokenRequest::default()))
+                .await
+                .expect("alice's own")
+                .into_inner()
+                .info
+                .expect("info")
+                .id;
+        assert_eq!(
+            refused(
+                TokenService::revoke_token(
+                    &h.iam,
+                    req(&viewer, pb::RevokeTokenRequest { id: alice_tok })
+                )
+                .await
+            )
+            .0,
+            Code::PermissionDenied,
+            "a viewer cannot revoke someone else's token"
+        );
+        let revoked = TokenService::revoke_token(
+            &h.iam,
+            req(&viewer, pb::RevokeTokenRequest { id: admin_token_id }),
+        )
+        .await
+        .expect("owner revokes")
+        .into_inner();
+        assert!(revoked.revoked_at.is_some());
+        assert_eq!(
+            refused(
+                TokenService::revoke_token(
+                    &h.iam,
+                    req(&admin, pb::RevokeTokenRequest { id: "nope".into() })
+                )
+                .await
+            ),
+            (Code::NotFound, "TOKEN_NOT_FOUND".into())
+        );
+    }
+}
+
+#[tokio::test]
+async fn nothing_of_one_tenant_is_visible_or_revocable_from_another() {
+    for h in each_backend().await {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        let globex = tenants::ensure(h.store.conn(), "globex", at)
+            .await
+            .expect("tenant");
+        let alice = h.caller(h.acme, "alice", Role::Admin).await;
+        let gary = h.caller(globex, "gary", Role::Admin).await;
+        let token =
+            TokenService::create_token(&h.iam, req(&alice, pb::CreateTokenRequest::default()))
+                .await
+                .expect("token")
+                .into_inner()
+                .info
+                .expect("info")
+                .id;
+        assert_eq!(
+            refused(
+                TokenService::revoke_token(
+                    &h.iam,
+                    req(&gary, pb::RevokeTokenRequest { id: token })
+                )
+                .await
+            ),
+            (Code::NotFound, "TOKEN_NOT_FOUND".into())
+        );
+        assert_eq!(
+            refused(
+                PrincipalService::get_principal(
+                    &h.iam,
+                    req(
+                        &gary,
+                        pb::GetPrincipalRequest {
+                            name: "alice".into()
+                        }
+                    )
+                )
+                .await
+            )
+            .0,
+            Code::NotFound
+        );
+        let mine =
+            PrincipalService::list_principals(&h.iam, req(&gary, pb::ListPrincipalsRequest {}))
+                .await
+                .expect("list")
+                .into_inner();
+        assert_eq!(mine.principals.len(), 1);
+        let trail = AuditService::list_audit_events(
+            &h.iam,
+            req(&gary, pb::ListAuditEventsRequest::default()),
+        )
+        .await
+        .expect("audit")
+        .into_inner();
+        assert!(
+            trail.events.iter().all(|e| e.actor == "gary"),
+            "globex sees only its own trail"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audit_api_filters_pages_and_verifies_for_auditors_only() {
+    for h in each_backend().await {
+        let admin = h.caller(h.acme, "alice", Role::Admin).await;
+        let auditor = h.caller(h.acme, "audrey", Role::Auditor).await;
+        let viewer = h.caller(h.acme, "vera", Role::Viewer).await;
+        for i in 0..3 {
+            TokenService::create_token(
+                &h.iam,
+                req(
+                    &admin,
+                    pb::CreateTokenRequest {
+                        name: format!("t{i}"),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await
+            .expect("token");
+        }
+        // One refusal, audited.
+        let _ =
+            PrincipalService::list_principals(&h.iam, req(&viewer, pb::ListPrincipalsRequest {}))
+                .await;
+        assert_eq!(
+            refused(
+                AuditService::list_audit_events(
+                    &h.iam,
+                    req(&viewer, pb::ListAuditEventsRequest::default())
+                )
+                .await
+            )
+            .0,
+            Code::PermissionDenied
+        );
+        let page = |token: &str| pb::ListAuditEventsRequest {
+            action: "tokens.create".into(),
+            page_size: 2,
+            page_token: token.into(),
+            ..Default::default()
+        };
+        let first = AuditService::list_audit_events(&h.iam, req(&auditor, page("")))
+            .await
+            .expect("page")
+            .into_inner();
+        assert_eq!(first.events.len(), 2);
+        let second =
+            AuditService::list_audit_events(&h.iam, req(&auditor, page(&first.next_page_token)))
+                .await
+                .expect("page")
+                .into_inner();
+        assert_eq!(second.events.len(), 1);
+        let denied = AuditService::list_audit_events(
+            &h.iam,
+            req(
+                &auditor,
+                pb::ListAuditEventsRequest {
+                    actor: "vera".into(),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .expect("filtered")
+        .into_inner();
+        assert!(denied.events.len() >= 2 && denied.events.iter().all(|e| e.outcome == "denied"));
+        for secret_field in ["token", "cmt_"] {
+            assert!(
+                first
+                    .events
+                    .iter()
+                    .all(|e| !e.details_json.contains(secret_field)
+                        || e.details_json.contains("[REDACTED]"))
+            );
+        }
+        let bad = pb::ListAuditEventsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            refused(AuditService::list_audit_events(&h.iam, req(&auditor, bad)).await).1,
+            "PAGE_TOKEN_INVALID"
+        );
+        let verdict = AuditService::verify_audit(&h.iam, req(&auditor, pb::VerifyAuditRequest {}))
+            .await
+            .expect("verify")
+            .into_inner();
+        assert!(verdict.intact, "{verdict:?}");
+    }
+}
