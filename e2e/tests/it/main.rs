@@ -8,5 +8,6 @@ mod bad_input;
 mod boundary;
 mod dev_mode;
 mod listener;
+mod rbac;
 mod split_postgres;
 mod support;
