@@ -15,6 +15,7 @@ mod m0004_certificates;
 mod m0005_idempotency_outbox;
 mod m0006_principals;
 mod m0007_audit;
+mod m0008_approvals;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_idempotency_outbox::Migration),
             Box::new(m0006_principals::Migration),
             Box::new(m0007_audit::Migration),
+            Box::new(m0008_approvals::Migration),
         ]
     }
 }

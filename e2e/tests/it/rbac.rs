@@ -1,12 +1,13 @@
 //! Roles through the real binary: an admin creates an ra-officer and mints its token with the
-//! CLI; the ra-officer writes profiles but is refused issuance, and the refusal is audited.
+//! CLI; the ra-officer writes profiles and requests certificates, which wait for a second
+//! person's approval; it is refused approving, and the refusal is audited.
 
 use serde_json::Value;
 
 use crate::support::{DevServer, certmesh, csr, output, run, web_spec, write};
 
 #[test]
-fn an_ra_officer_writes_profiles_but_cannot_issue_and_the_refusal_is_audited() {
+fn an_ra_officer_requests_but_cannot_approve_and_the_refusal_is_audited() {
     let server = DevServer::start();
     let api = &server.api;
     let created = run(&mut api.cli(&["principal", "create", "rachel", "--role", "ra-officer"]));
@@ -50,7 +51,7 @@ fn an_ra_officer_writes_profiles_but_cannot_issue_and_the_refusal_is_audited() {
     ]));
 
     let one = csr(server.dir.path(), "ra.example.com", "P-256", &[]);
-    let refused = output(&mut as_rachel(&[
+    let requested = run(&mut as_rachel(&[
         "cert",
         "issue",
         "--csr",
@@ -58,13 +59,30 @@ fn an_ra_officer_writes_profiles_but_cannot_issue_and_the_refusal_is_audited() {
         "--profile",
         "web",
     ]));
+    let requested: Value = serde_json::from_slice(&requested.stdout).expect("issue JSON");
+    assert_eq!(requested["status"], "pending_approval", "{requested}");
+    assert!(requested.get("certificate").is_none_or(Value::is_null));
+    let approval_id = requested["approval_id"].as_str().expect("approval id");
+    assert_eq!(api.certificate_count(), 0, "an ra-officer never issues");
+
+    let refused = output(&mut as_rachel(&["approval", "approve", approval_id]));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "an ra-officer must not issue");
+    assert!(!refused.status.success(), "an ra-officer must not approve");
     assert!(
         stderr.contains("PERMISSION_DENIED (PERMISSION_MISSING)"),
         "{stderr}"
     );
     assert_eq!(api.certificate_count(), 0);
+
+    let approved = run(&mut api.cli(&["approval", "approve", approval_id]));
+    let approved: Value = serde_json::from_slice(&approved.stdout).expect("approve JSON");
+    assert_eq!(approved["approval"]["status"], "approved", "{approved}");
+    assert_eq!(api.certificate_count(), 1);
+    let listed = api.get("/api/v1/approvals?status=approved").ok();
+    assert_eq!(
+        listed["approvals"][0]["certificate_serial"], approved["certificate"]["serial"],
+        "{listed}"
+    );
 
     // Over REST too, with the same token.
     let rest = api.send("GET", "/api/v1/tokens", Some(&token), &[], None);
@@ -99,7 +117,11 @@ fn an_ra_officer_writes_profiles_but_cannot_issue_and_the_refusal_is_audited() {
         "{outcomes:?}"
     );
     assert!(
-        outcomes.contains(&"certs.issue:denied".to_string()),
+        outcomes.contains(&"certs.request:allowed".to_string()),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&"approvals.approve:denied".to_string()),
         "{outcomes:?}"
     );
     let verified = api.get("/api/v1/audit/verify").ok();

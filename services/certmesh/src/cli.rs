@@ -59,6 +59,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
+    /// Requests held for two-person approval, through the gateway.
+    Approval {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ApprovalCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -288,6 +295,24 @@ pub enum ProfileCommand {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// List approvals, oldest first.
+    List {
+        /// pending, approved, rejected or expired.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Approve a held request: its certificate is issued (never by the requester).
+    Approve { id: String },
+    /// Reject a held request, saying why.
+    Reject {
+        id: String,
+        #[arg(long)]
+        note: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +328,37 @@ mod tests {
             panic!("cert")
         };
         assert_eq!(client.token.expect("token").expose(), "cmt_planted_secret");
+    }
+
+    #[test]
+    fn approval_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "certmesh",
+            "approval",
+            "reject",
+            "0f0e",
+            "--note",
+            "wrong team",
+        ])
+        .expect("parses");
+        let Command::Approval {
+            command: ApprovalCommand::Reject { id, note },
+            ..
+        } = cli.command
+        else {
+            panic!("approval reject")
+        };
+        assert_eq!((id.as_str(), note.as_str()), ("0f0e", "wrong team"));
+        assert!(Cli::try_parse_from(["certmesh", "approval", "reject", "0f0e"]).is_err());
+        let cli = Cli::try_parse_from(["certmesh", "approval", "list", "--status", "pending"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Approval {
+                command: ApprovalCommand::List { status: Some(_) },
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -10,13 +10,15 @@ use certmesh_proto::iam::{
     token_service_client::TokenServiceClient,
 };
 use certmesh_proto::issuance::{
-    self as pb, issuance_service_client::IssuanceServiceClient,
-    profile_service_client::ProfileServiceClient,
+    self as pb, approval_service_client::ApprovalServiceClient,
+    issuance_service_client::IssuanceServiceClient, profile_service_client::ProfileServiceClient,
 };
 use serde::Serialize;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
-use crate::cli::{CertCommand, ClientArgs, PrincipalCommand, ProfileCommand, TokenCommand};
+use crate::cli::{
+    ApprovalCommand, CertCommand, ClientArgs, PrincipalCommand, ProfileCommand, TokenCommand,
+};
 
 type Authed = InterceptedService<Channel, BearerToken>;
 
@@ -90,7 +92,13 @@ pub async fn cert(args: &ClientArgs, command: CertCommand) -> anyhow::Result<()>
                 idempotency_key: idempotency_key.unwrap_or_default(),
             };
             let response = client.issue(request).await.map_err(failed)?.into_inner();
-            if pem {
+            if pem && response.certificate.is_none() {
+                eprintln!(
+                    "held for approval {}; no certificate yet",
+                    response.approval_id
+                );
+                print_json(&response)
+            } else if pem {
                 let cert = response.certificate.unwrap_or_default();
                 print!("{}{}", cert.certificate_pem, cert.chain_pem);
                 Ok(())
@@ -159,6 +167,40 @@ pub async fn profile(args: &ClientArgs, command: ProfileCommand) -> anyhow::Resu
         }
     };
     print_json(&response)
+}
+
+/// `certmesh approval …`
+pub async fn approval(args: &ClientArgs, command: ApprovalCommand) -> anyhow::Result<()> {
+    let (channel, token) = channel(args).await?;
+    let mut client = ApprovalServiceClient::with_interceptor(channel, token);
+    match command {
+        ApprovalCommand::List { status } => {
+            let request = pb::ListApprovalsRequest {
+                status: status.unwrap_or_default(),
+            };
+            print_json(
+                client
+                    .list_approvals(request)
+                    .await
+                    .map_err(failed)?
+                    .get_ref(),
+            )
+        }
+        ApprovalCommand::Approve { id } => print_json(
+            client
+                .approve(pb::ApproveRequest { id })
+                .await
+                .map_err(failed)?
+                .get_ref(),
+        ),
+        ApprovalCommand::Reject { id, note } => print_json(
+            client
+                .reject(pb::RejectRequest { id, note })
+                .await
+                .map_err(failed)?
+                .get_ref(),
+        ),
+    }
 }
 
 /// `certmesh principal …`

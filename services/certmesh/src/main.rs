@@ -1,5 +1,5 @@
 //! The `certmesh` binary: server roles (`server`), schema and token administration (`migrate`,
-//! `token`), and the operator CLI (`cert`, `profile`), a gRPC client of the gateway.
+//! `token`), and the operator CLI (`cert`, `profile`, `approval`), a gRPC client of the gateway.
 
 mod admin;
 mod cli;
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             Command::Audit { command } => admin::audit(command).await,
             Command::Cert { client, command } => client::cert(&client, command).await,
             Command::Profile { client, command } => client::profile(&client, command).await,
+            Command::Approval { client, command } => client::approval(&client, command).await,
         }
     });
     match result {

@@ -21,7 +21,8 @@ use certmesh_proto::iam::{
     token_service_server::TokenServiceServer,
 };
 use certmesh_proto::issuance::{
-    issuance_service_server::IssuanceServiceServer, profile_service_server::ProfileServiceServer,
+    approval_service_server::ApprovalServiceServer, issuance_service_server::IssuanceServiceServer,
+    profile_service_server::ProfileServiceServer,
 };
 use certmesh_store::{Store, tenants};
 use tokio::net::TcpListener;
@@ -33,9 +34,10 @@ use crate::{cli::ServerArgs, dev};
 /// Roles this build can run.
 const ROLES: &[&str] = &["issuance", "iam", "gateway"];
 /// gRPC services of the issuance role.
-const ISSUANCE_SERVICES: [&str; 2] = [
+const ISSUANCE_SERVICES: [&str; 3] = [
     IssuanceServiceServer::<Issuance>::NAME,
     ProfileServiceServer::<Issuance>::NAME,
+    ApprovalServiceServer::<Issuance>::NAME,
 ];
 /// gRPC services of the iam role.
 const IAM_SERVICES: [&str; 3] = [
@@ -81,7 +83,7 @@ pub fn issuance_backends(
         builtin,
         metrics,
     });
-    let (issue, profiles) = certmesh_issuance::services(issuance);
+    let (issue, profiles, approvals) = certmesh_issuance::services(issuance);
     let auth = AuthLayer::new(TokenVerifier::new(store.clone(), verifier_clock));
     BTreeMap::from([
         (
@@ -91,6 +93,10 @@ pub fn issuance_backends(
         (
             ProfileServiceServer::<Issuance>::NAME.to_string(),
             Backend::local(auth.layer(profiles)),
+        ),
+        (
+            ApprovalServiceServer::<Issuance>::NAME.to_string(),
+            Backend::local(auth.layer(approvals)),
         ),
     ])
 }

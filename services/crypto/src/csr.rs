@@ -202,6 +202,11 @@ impl Csr {
         &self.der
     }
 
+    /// The DER as a PEM `CERTIFICATE REQUEST`, for storing a request to sign later.
+    pub fn to_pem(&self) -> String {
+        crate::pem::encode("CERTIFICATE REQUEST", &self.der)
+    }
+
     /// Algorithm and size of the requested key.
     pub fn key(&self) -> KeyInfo {
         self.key.info()

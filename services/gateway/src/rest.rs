@@ -82,6 +82,15 @@ fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
         ("certmesh.issuance.v1.ProfileService", "ListProfiles") => {
             t::<pb::ListProfilesRequest, pb::ListProfilesResponse>()
         }
+        ("certmesh.issuance.v1.ApprovalService", "ListApprovals") => {
+            t::<pb::ListApprovalsRequest, pb::ListApprovalsResponse>()
+        }
+        ("certmesh.issuance.v1.ApprovalService", "Approve") => {
+            t::<pb::ApproveRequest, pb::ApproveResponse>()
+        }
+        ("certmesh.issuance.v1.ApprovalService", "Reject") => {
+            t::<pb::RejectRequest, pb::Approval>()
+        }
         ("certmesh.iam.v1.PrincipalService", "CreatePrincipal") => {
             t::<iam::CreatePrincipalRequest, iam::Principal>()
         }

@@ -64,6 +64,15 @@ pub enum IssuanceError {
     /// A page token we did not issue.
     #[error("page_token is not valid")]
     PageTokenInvalid,
+    /// No approval with that id in this tenant.
+    #[error("approval {id} not found")]
+    ApprovalNotFound { id: String },
+    /// The approval was decided already, or expired.
+    #[error("approval {id} is {status}, not pending")]
+    ApprovalNotPending { id: String, status: &'static str },
+    /// The approver made the request.
+    #[error("approval {id} was requested by {principal}; a second person must approve it")]
+    SelfApprovalForbidden { id: String, principal: String },
     /// No issuing CA exists, or its key cannot be opened.
     #[error("no usable issuing CA: {0}")]
     CaNotReady(String),
@@ -95,6 +104,13 @@ impl IssuanceError {
             Self::CertificateNotFound { .. } => (Code::NotFound, Reason::CertificateNotFound),
             Self::SerialInvalid { .. } => (Code::InvalidArgument, Reason::SerialInvalid),
             Self::PageTokenInvalid => (Code::InvalidArgument, Reason::PageTokenInvalid),
+            Self::ApprovalNotFound { .. } => (Code::NotFound, Reason::ApprovalNotFound),
+            Self::ApprovalNotPending { .. } => {
+                (Code::FailedPrecondition, Reason::ApprovalNotPending)
+            }
+            Self::SelfApprovalForbidden { .. } => {
+                (Code::PermissionDenied, Reason::SelfApprovalForbidden)
+            }
             Self::CaNotReady(_) => (Code::FailedPrecondition, Reason::CaNotReady),
             Self::Crypto(_) => (Code::Internal, Reason::Internal),
             Self::Store(StoreError::Invalid { .. }) => {
@@ -248,6 +264,27 @@ mod tests {
                 IssuanceError::PageTokenInvalid,
                 Code::InvalidArgument,
                 "PAGE_TOKEN_INVALID",
+            ),
+            (
+                IssuanceError::ApprovalNotFound { id: "a".into() },
+                Code::NotFound,
+                "APPROVAL_NOT_FOUND",
+            ),
+            (
+                IssuanceError::ApprovalNotPending {
+                    id: "a".into(),
+                    status: "expired",
+                },
+                Code::FailedPrecondition,
+                "APPROVAL_NOT_PENDING",
+            ),
+            (
+                IssuanceError::SelfApprovalForbidden {
+                    id: "a".into(),
+                    principal: "alice".into(),
+                },
+                Code::PermissionDenied,
+                "SELF_APPROVAL_FORBIDDEN",
             ),
             (
                 IssuanceError::CaNotReady("x".into()),

@@ -5,16 +5,22 @@ use certmesh_kit::{auth::AuthContext, rbac::Permission};
 use certmesh_proto::{
     common as cpb,
     issuance::{
-        self as pb, issuance_service_server::IssuanceService,
-        profile_service_server::ProfileService,
+        self as pb, approval_service_server::ApprovalService,
+        issuance_service_server::IssuanceService, profile_service_server::ProfileService,
     },
 };
-use certmesh_store::{certificates::CertificateRecord, profiles::ProfileVersion};
+use certmesh_store::{
+    approvals::ApprovalRecord, certificates::CertificateRecord, profiles::ProfileVersion,
+};
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    Issuance, ari::renewal_window, error::IssuanceError, model::IssueCommand,
+    Issuance,
+    ari::renewal_window,
+    error::IssuanceError,
+    issue::RequestOutcome,
+    model::{IssueCommand, format_duration},
     profile::ValidatedProfile,
 };
 
@@ -67,6 +73,26 @@ fn profile(version: &ProfileVersion) -> Result<pb::Profile, IssuanceError> {
     })
 }
 
+fn approval(record: &ApprovalRecord) -> pb::Approval {
+    pb::Approval {
+        id: record.id.to_string(),
+        status: record.status.as_str().to_string(),
+        requester: record.requester.clone(),
+        csr: record.csr_pem.clone(),
+        profile: record.profile.clone(),
+        validity: record
+            .validity_seconds
+            .map(|s| format_duration(chrono::Duration::seconds(s)))
+            .unwrap_or_default(),
+        decided_by: record.decided_by.clone().unwrap_or_default(),
+        note: record.note.clone().unwrap_or_default(),
+        certificate_serial: record.certificate_serial.clone().unwrap_or_default(),
+        created_at: Some(timestamp(record.created_at)),
+        expires_at: Some(timestamp(record.expires_at)),
+        decided_at: record.decided_at.map(timestamp),
+    }
+}
+
 impl Issuance {
     /// The caller, if its roles grant `permission` for `action`; else `PERMISSION_DENIED`.
     async fn authorize<T>(
@@ -102,9 +128,15 @@ impl IssuanceService for Issuance {
         &self,
         request: Request<pb::IssueRequest>,
     ) -> Result<Response<pb::IssueResponse>, Status> {
-        let auth = self
-            .authorize(&request, Permission::CertsIssue, "certs.issue")
-            .await?;
+        let auth = AuthContext::of(&request)?;
+        // certs:issue issues; certs:request alone may ask, and the request is held for approval.
+        if !auth.can(Permission::CertsIssue)
+            && let Err(status) = auth.require(Permission::CertsRequest)
+        {
+            self.record_forbidden(&auth, "certs.issue", Permission::CertsRequest)
+                .await;
+            return Err(status);
+        }
         let key = request
             .metadata()
             .get(IDEMPOTENCY_METADATA)
@@ -115,12 +147,23 @@ impl IssuanceService for Issuance {
                 problem: "is not ASCII".into(),
             })?;
         let cmd = IssueCommand::parse(request.into_inner(), key.as_deref())?;
-        let outcome = Issuance::issue(self, &auth, cmd).await?;
-        Ok(Response::new(pb::IssueResponse {
-            certificate: Some(certificate(&outcome.record)?),
-            renewal: Some(renewal(&outcome.record)),
-            validity_capped: outcome.capped,
-        }))
+        let response = match Issuance::request(self, &auth, cmd).await? {
+            RequestOutcome::Issued(outcome) => pb::IssueResponse {
+                certificate: Some(certificate(&outcome.record)?),
+                renewal: Some(renewal(&outcome.record)),
+                validity_capped: outcome.capped,
+                approval_id: String::new(),
+                status: "issued".into(),
+            },
+            RequestOutcome::PendingApproval(held) => pb::IssueResponse {
+                certificate: None,
+                renewal: None,
+                validity_capped: false,
+                approval_id: held.id.to_string(),
+                status: "pending_approval".into(),
+            },
+        };
+        Ok(Response::new(response))
     }
 
     async fn get_certificate(
@@ -215,5 +258,48 @@ impl ProfileService for Issuance {
             .map(profile)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Response::new(pb::ListProfilesResponse { profiles }))
+    }
+}
+
+#[tonic::async_trait]
+impl ApprovalService for Issuance {
+    async fn list_approvals(
+        &self,
+        request: Request<pb::ListApprovalsRequest>,
+    ) -> Result<Response<pb::ListApprovalsResponse>, Status> {
+        let auth = self
+            .authorize(&request, Permission::ApprovalsRead, "approvals.list")
+            .await?;
+        let records = Issuance::list_approvals(self, &auth, &request.get_ref().status).await?;
+        Ok(Response::new(pb::ListApprovalsResponse {
+            approvals: records.iter().map(approval).collect(),
+        }))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::ApproveResponse>, Status> {
+        let auth = self
+            .authorize(&request, Permission::CertsIssue, "approvals.approve")
+            .await?;
+        let (decided, outcome) = Issuance::approve(self, &auth, &request.get_ref().id).await?;
+        Ok(Response::new(pb::ApproveResponse {
+            approval: Some(approval(&decided)),
+            certificate: Some(certificate(&outcome.record)?),
+            renewal: Some(renewal(&outcome.record)),
+        }))
+    }
+
+    async fn reject(
+        &self,
+        request: Request<pb::RejectRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let auth = self
+            .authorize(&request, Permission::CertsIssue, "approvals.reject")
+            .await?;
+        let req = request.get_ref();
+        let decided = Issuance::reject(self, &auth, &req.id, &req.note).await?;
+        Ok(Response::new(approval(&decided)))
     }
 }

@@ -6,13 +6,18 @@
 //! `ca.issue` event commit together or not at all. Reads happen before the transaction opens,
 //! so every statement inside it writes: on SQLite that takes the write lock at once instead of
 //! failing to upgrade a read snapshot.
+//!
+//! [`Issuance::request`] (the Issue RPC) runs the same checks, then either signs or holds the
+//! request for approval ([`crate::approval`]); an approval later signs through
+//! [`Issuance::issue`].
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use certmesh_crypto::serial::Serial;
-use certmesh_kit::auth::AuthContext;
+use certmesh_kit::{auth::AuthContext, rbac::Permission};
 use certmesh_store::{
     TenantId,
+    approvals::ApprovalRecord,
     certificates::{self, CertificateRecord},
     idempotency, outbox, profiles,
 };
@@ -43,17 +48,80 @@ pub struct IssueOutcome {
     pub replayed: bool,
 }
 
+/// What an Issue request became: a certificate, or a request held for a second person.
+#[derive(Debug, Clone)]
+pub enum RequestOutcome {
+    /// Issued (or answered from an earlier request with the same idempotency key).
+    Issued(IssueOutcome),
+    /// Held until a principal other than the requester approves it.
+    PendingApproval(ApprovalRecord),
+}
+
+/// A request that passed the checks before signing.
+enum Checked {
+    /// Answered from an earlier request with the same idempotency key.
+    Replayed(IssueOutcome),
+    /// The active profile version allows it.
+    Allowed {
+        version: u32,
+        profile: Arc<ValidatedProfile>,
+        grant: Grant,
+    },
+}
+
 impl Issuance {
-    /// Issue a certificate for `cmd` in the caller's tenant.
+    /// What the Issue RPC runs: issue a certificate for `cmd`, or hold it as a pending
+    /// approval when the profile requires approval or the caller may request but not issue.
+    /// The CSR and the profile are checked first either way: a denied request holds nothing.
+    pub async fn request(
+        &self,
+        auth: &AuthContext,
+        cmd: IssueCommand,
+    ) -> Result<RequestOutcome, IssuanceError> {
+        let started = Instant::now();
+        let result = match self.check(auth, &cmd).await {
+            Ok(Checked::Allowed {
+                version,
+                profile,
+                grant,
+            }) if profile.requires_approval() || !auth.can(Permission::CertsIssue) => {
+                return self
+                    .hold(auth, &cmd, version, &grant)
+                    .await
+                    .map(RequestOutcome::PendingApproval);
+            }
+            Ok(Checked::Allowed { version, grant, .. }) => {
+                self.sign(auth, &cmd, version, grant).await
+            }
+            Ok(Checked::Replayed(done)) => Ok(done),
+            Err(e) => Err(e),
+        };
+        self.observe(started, &result);
+        result.map(RequestOutcome::Issued)
+    }
+
+    /// Issue a certificate for `cmd` in `auth`'s tenant, with no approval gate: the signing
+    /// path under [`Issuance::request`] and under an approval.
     pub async fn issue(
         &self,
         auth: &AuthContext,
         cmd: IssueCommand,
     ) -> Result<IssueOutcome, IssuanceError> {
         let started = Instant::now();
-        let result = self.issue_inner(auth, &cmd).await;
+        let result = match self.check(auth, &cmd).await {
+            Ok(Checked::Allowed { version, grant, .. }) => {
+                self.sign(auth, &cmd, version, grant).await
+            }
+            Ok(Checked::Replayed(done)) => Ok(done),
+            Err(e) => Err(e),
+        };
+        self.observe(started, &result);
+        result
+    }
+
+    fn observe(&self, started: Instant, result: &Result<IssueOutcome, IssuanceError>) {
         let metrics = &self.deps.metrics;
-        match &result {
+        match result {
             Ok(o) if o.replayed => {
                 metrics.issuance_replayed.inc();
             }
@@ -68,29 +136,49 @@ impl Issuance {
             }
             Err(_) => {}
         }
-        result
     }
 
-    async fn issue_inner(
+    /// Answer a replayed key, or evaluate the active profile (recording a denial).
+    async fn check(
         &self,
         auth: &AuthContext,
         cmd: &IssueCommand,
+    ) -> Result<Checked, IssuanceError> {
+        let tenant = auth.tenant_id;
+        if let Some(key) = &cmd.idempotency_key
+            && let Some(done) = replay(
+                self.deps.store.conn(),
+                tenant,
+                key,
+                &cmd.request_hash(),
+                cmd,
+            )
+            .await?
+        {
+            return Ok(Checked::Replayed(done));
+        }
+        let (version, profile) = self.active_profile(tenant, &cmd.profile).await?;
+        match profile.evaluate(&cmd.csr, cmd.validity) {
+            Ok(grant) => Ok(Checked::Allowed {
+                version,
+                profile,
+                grant,
+            }),
+            Err(denial) => Err(self.record_denial(auth, cmd, version, denial).await),
+        }
+    }
+
+    /// Sign and store an allowed request.
+    async fn sign(
+        &self,
+        auth: &AuthContext,
+        cmd: &IssueCommand,
+        version: u32,
+        grant: Grant,
     ) -> Result<IssueOutcome, IssuanceError> {
         let store = &self.deps.store;
         let tenant = auth.tenant_id;
         let hash = cmd.request_hash();
-        if let Some(key) = &cmd.idempotency_key
-            && let Some(done) = replay(store.conn(), tenant, key, &hash, cmd).await?
-        {
-            return Ok(done);
-        }
-        let (version, profile) = self.active_profile(tenant, &cmd.profile).await?;
-        let grant = match profile.evaluate(&cmd.csr, cmd.validity) {
-            Ok(grant) => grant,
-            Err(denial) => {
-                return Err(self.record_denial(auth, cmd, version, denial).await);
-            }
-        };
         self.deps.builtin.ready(tenant).await?;
 
         let now = self.deps.clock.now();
@@ -147,7 +235,7 @@ impl Issuance {
         &self,
         tenant: TenantId,
         name: &str,
-    ) -> Result<(u32, std::sync::Arc<ValidatedProfile>), IssuanceError> {
+    ) -> Result<(u32, Arc<ValidatedProfile>), IssuanceError> {
         let conn = self.deps.store.conn();
         let not_found = || IssuanceError::ProfileNotFound {
             name: name.to_string(),
@@ -162,7 +250,7 @@ impl Issuance {
         let stored = profiles::version(conn, tenant, name, version)
             .await?
             .ok_or_else(not_found)?;
-        let profile = std::sync::Arc::new(ValidatedProfile::from_json(&stored.spec)?);
+        let profile = Arc::new(ValidatedProfile::from_json(&stored.spec)?);
         self.profiles.insert(profile_id, version, profile.clone());
         Ok((version, profile))
     }
@@ -250,7 +338,7 @@ async fn replay<C: ConnectionTrait>(
     }))
 }
 
-fn evaluation_event(
+pub(crate) fn evaluation_event(
     auth: &AuthContext,
     cmd: &IssueCommand,
     version: u32,

@@ -3,8 +3,11 @@
 //! `Issue` parses and checks the CSR, answers a replayed idempotency key from the store,
 //! evaluates the profile's active version, signs through an [`issuer::Issuer`], and stores the
 //! certificate and its events in one transaction. Profiles are versioned; each version is
-//! immutable and every certificate records the version it was issued under.
+//! immutable and every certificate records the version it was issued under. A request whose
+//! profile requires approval, or whose caller may only request, is held until a second
+//! principal approves it ([`approval`]), and then takes the same path.
 
+pub mod approval;
 pub mod ari;
 mod commit;
 pub mod error;
@@ -20,7 +23,8 @@ use std::sync::Arc;
 
 use certmesh_kit::{SharedClock, metrics::Metrics};
 use certmesh_proto::issuance::{
-    issuance_service_server::IssuanceServiceServer, profile_service_server::ProfileServiceServer,
+    approval_service_server::ApprovalServiceServer, issuance_service_server::IssuanceServiceServer,
+    profile_service_server::ProfileServiceServer,
 };
 use certmesh_store::Store;
 
@@ -69,9 +73,11 @@ pub fn services(
 ) -> (
     IssuanceServiceServer<Issuance>,
     ProfileServiceServer<Issuance>,
+    ApprovalServiceServer<Issuance>,
 ) {
     (
         IssuanceServiceServer::new(issuance.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        ProfileServiceServer::new(issuance).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ProfileServiceServer::new(issuance.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ApprovalServiceServer::new(issuance).max_decoding_message_size(MAX_MESSAGE_BYTES),
     )
 }

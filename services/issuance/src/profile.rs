@@ -35,6 +35,7 @@ pub struct ValidatedProfile {
     dns_suffixes: Vec<String>,
     require_sans: bool,
     allow_ip_sans: bool,
+    requires_approval: bool,
 }
 
 /// What a profile grants a request it allows.
@@ -122,6 +123,7 @@ impl ValidatedProfile {
             dns_suffixes,
             require_sans: spec.require_sans,
             allow_ip_sans: spec.allow_ip_sans,
+            requires_approval: spec.requires_approval,
         })
     }
 
@@ -140,7 +142,13 @@ impl ValidatedProfile {
             permitted_dns_suffixes: self.dns_suffixes.clone(),
             require_sans: self.require_sans,
             allow_ip_sans: self.allow_ip_sans,
+            requires_approval: self.requires_approval,
         }
+    }
+
+    /// Whether every request under this profile waits for a second person's approval.
+    pub fn requires_approval(&self) -> bool {
+        self.requires_approval
     }
 
     /// The spec as stored JSON.
@@ -400,6 +408,7 @@ mod tests {
             permitted_dns_suffixes: vec!["example.com".into()],
             require_sans: true,
             allow_ip_sans: false,
+            requires_approval: false,
         }
     }
 
@@ -412,6 +421,30 @@ mod tests {
         assert_eq!(
             ValidatedProfile::from_json(&p.to_json()).expect("reads back"),
             p
+        );
+        assert!(!p.requires_approval());
+    }
+
+    #[test]
+    fn requires_approval_round_trips() {
+        let mut s = spec();
+        s.requires_approval = true;
+        let p = ValidatedProfile::validate(&s).expect("valid");
+        assert!(p.requires_approval());
+        assert!(p.to_spec().requires_approval);
+        let back = ValidatedProfile::from_json(&p.to_json()).expect("reads back");
+        assert!(back.requires_approval());
+        // Specs stored before the field existed read as not requiring approval.
+        let mut old = ValidatedProfile::validate(&spec())
+            .expect("valid")
+            .to_json();
+        old.as_object_mut()
+            .expect("object")
+            .remove("requires_approval");
+        assert!(
+            !ValidatedProfile::from_json(&old)
+                .expect("old")
+                .requires_approval()
         );
     }
 

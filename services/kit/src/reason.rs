@@ -59,6 +59,9 @@ reasons! {
     PrincipalNotFound => "PRINCIPAL_NOT_FOUND", "No principal has that name in this tenant.";
     PrincipalExists => "PRINCIPAL_EXISTS", "The tenant already has a principal with that name.";
     TokenNotFound => "TOKEN_NOT_FOUND", "No API token has that id in this tenant.";
+    ApprovalNotFound => "APPROVAL_NOT_FOUND", "No approval has that id in this tenant.";
+    ApprovalNotPending => "APPROVAL_NOT_PENDING", "The approval was already approved or rejected, or it expired.";
+    SelfApprovalForbidden => "SELF_APPROVAL_FORBIDDEN", "The approver is the principal who made the request; a second person must approve.";
     CaNotReady => "CA_NOT_READY", "No active issuing CA exists yet, or its key cannot be opened.";
     BackendUnavailable => "BACKEND_UNAVAILABLE", "The gateway could not reach the role that serves the request.";
     Internal => "INTERNAL", "An internal error; details are in the server log under the request's trace id.";

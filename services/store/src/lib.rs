@@ -2,7 +2,7 @@
 //!
 //! [`Store`] owns the connection pool and runs the schema migrations of `certmesh-migrations`.
 //! Repositories are modules of free functions ([`tenants`], [`tokens`], [`cas`], [`profiles`],
-//! [`certificates`], [`idempotency`], [`outbox`], [`audit`]) generic over
+//! [`certificates`], [`approvals`], [`idempotency`], [`outbox`], [`audit`]) generic over
 //! [`sea_orm::ConnectionTrait`], so the same call runs on the pool or inside a caller's
 //! transaction ([`Store::begin`]).
 //!
@@ -26,6 +26,7 @@ use sea_orm::TransactionTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DatabaseTransaction};
 
+pub mod approvals;
 pub mod audit;
 pub mod cas;
 pub mod certificates;

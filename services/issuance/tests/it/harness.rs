@@ -94,6 +94,7 @@ pub fn web_spec() -> pb::ProfileSpec {
         permitted_dns_suffixes: vec!["example.com".into()],
         require_sans: true,
         allow_ip_sans: false,
+        requires_approval: false,
     }
 }
 

@@ -1,13 +1,15 @@
 //! The permission matrix over every issuance RPC and every role, through the gRPC handlers;
 //! refusals are PERMISSION_DENIED with a stable reason and leave a `denied` audit row.
 
+use certmesh_issuance::issue::RequestOutcome;
 use certmesh_kit::{
     auth::AuthContext,
     rbac::{Permission, Role},
     reason::reason_of,
 };
 use certmesh_proto::issuance::{
-    self as pb, issuance_service_server::IssuanceService, profile_service_server::ProfileService,
+    self as pb, approval_service_server::ApprovalService, issuance_service_server::IssuanceService,
+    profile_service_server::ProfileService,
 };
 use certmesh_store::audit::{self, AuditFilter, Outcome, Verification};
 use tonic::{Code, Request};
@@ -19,10 +21,36 @@ fn request<T>(h: &Harness, role: Role, message: T) -> Request<T> {
     let auth = AuthContext {
         roles: vec![role],
         principal: format!("as-{role}"),
+        principal_id: principal_id(role),
         ..h.auth.clone()
     };
     request.extensions_mut().insert(auth);
     request
+}
+
+/// A distinct id per role, so no caller is taken for another (or for the requester).
+fn principal_id(role: Role) -> uuid::Uuid {
+    let index = Role::ALL.iter().position(|r| *r == role).expect("a role");
+    uuid::Uuid::from_u128(0x100 + index as u128)
+}
+
+/// A request held for approval, made by an ra-officer who is none of the callers.
+async fn held(h: &Harness) -> String {
+    let requester = AuthContext {
+        roles: vec![Role::RaOfficer],
+        principal: "requester".into(),
+        principal_id: uuid::Uuid::from_u128(0x999),
+        ..h.auth.clone()
+    };
+    match h
+        .issuance
+        .request(&requester, h.command(csr(&["held.example.com"]), "web"))
+        .await
+        .expect("request")
+    {
+        RequestOutcome::PendingApproval(a) => a.id.to_string(),
+        RequestOutcome::Issued(_) => panic!("an ra-officer's request must be held"),
+    }
 }
 
 fn csr_pem() -> String {
@@ -33,14 +61,16 @@ fn csr_pem() -> String {
     certmesh_crypto::cert::pem_from_der(csr.der()).replace("CERTIFICATE", "CERTIFICATE REQUEST")
 }
 
-/// Calls one RPC as `role`; `Ok` or the status code and reason.
+/// Calls one RPC as `role`; `Ok` (with the Issue status, else empty) or the status code and
+/// reason. `target` is the serial or the approval id the RPC addresses.
 async fn call(
     h: &Harness,
     rpc: &str,
     role: Role,
-    serial: &str,
-) -> Result<(), (Code, Option<String>)> {
+    target: &str,
+) -> Result<String, (Code, Option<String>)> {
     let s = &h.issuance;
+    let serial = target;
     let outcome = match rpc {
         "Issue" => IssuanceService::issue(
             s,
@@ -55,7 +85,32 @@ async fn call(
             ),
         )
         .await
-        .map(|_| ()),
+        .map(|r| r.into_inner().status),
+        "ListApprovals" => ApprovalService::list_approvals(
+            s,
+            request(h, role, pb::ListApprovalsRequest::default()),
+        )
+        .await
+        .map(|_| String::new()),
+        "Approve" => ApprovalService::approve(
+            s,
+            request(h, role, pb::ApproveRequest { id: target.into() }),
+        )
+        .await
+        .map(|r| r.into_inner().approval.unwrap_or_default().status),
+        "Reject" => ApprovalService::reject(
+            s,
+            request(
+                h,
+                role,
+                pb::RejectRequest {
+                    id: target.into(),
+                    note: "not ours".into(),
+                },
+            ),
+        )
+        .await
+        .map(|r| r.into_inner().status),
         "GetCertificate" => IssuanceService::get_certificate(
             s,
             request(
@@ -67,13 +122,13 @@ async fn call(
             ),
         )
         .await
-        .map(|_| ()),
+        .map(|_| String::new()),
         "ListCertificates" => IssuanceService::list_certificates(
             s,
             request(h, role, pb::ListCertificatesRequest::default()),
         )
         .await
-        .map(|_| ()),
+        .map(|_| String::new()),
         "CreateProfile" => ProfileService::create_profile(
             s,
             request(
@@ -86,13 +141,13 @@ async fn call(
             ),
         )
         .await
-        .map(|_| ()),
+        .map(|_| String::new()),
         "GetProfile" => ProfileService::get_profile(
             s,
             request(h, role, pb::GetProfileRequest { name: "web".into() }),
         )
         .await
-        .map(|_| ()),
+        .map(|_| String::new()),
         "GetProfileVersion" => ProfileService::get_profile_version(
             s,
             request(
@@ -105,19 +160,24 @@ async fn call(
             ),
         )
         .await
-        .map(|_| ()),
+        .map(|_| String::new()),
         "ListProfiles" => {
             ProfileService::list_profiles(s, request(h, role, pb::ListProfilesRequest {}))
                 .await
-                .map(|_| ())
+                .map(|_| String::new())
         }
         other => panic!("no such RPC {other}"),
     };
     outcome.map_err(|status| (status.code(), reason_of(&status)))
 }
 
+/// Issue needs certs:request (holding the request) or certs:issue; every role with either
+/// holds certs:request, so the matrix names that.
 const RPCS: &[(&str, Permission)] = &[
-    ("Issue", Permission::CertsIssue),
+    ("Issue", Permission::CertsRequest),
+    ("ListApprovals", Permission::ApprovalsRead),
+    ("Approve", Permission::CertsIssue),
+    ("Reject", Permission::CertsIssue),
     ("GetCertificate", Permission::CertsRead),
     ("ListCertificates", Permission::CertsRead),
     ("CreateProfile", Permission::ProfilesWrite),
@@ -139,11 +199,24 @@ async fn every_rpc_enforces_the_matrix_for_every_role_and_audits_refusals() {
         let mut refusals = 0;
         for (rpc, permission) in RPCS {
             for role in Role::ALL {
-                let outcome = call(&h, rpc, *role, &serial).await;
+                let target = match *rpc {
+                    "Approve" | "Reject" => held(&h).await,
+                    _ => serial.clone(),
+                };
+                let outcome = call(&h, rpc, *role, &target).await;
                 if role.grants(*permission) {
-                    assert!(
-                        outcome.is_ok(),
-                        "{role} should be allowed {rpc}: {outcome:?}"
+                    let expected = match *rpc {
+                        // An ra-officer requests; the request waits for a second person.
+                        "Issue" if !role.grants(Permission::CertsIssue) => "pending_approval",
+                        "Issue" => "issued",
+                        "Approve" => "approved",
+                        "Reject" => "rejected",
+                        _ => "",
+                    };
+                    assert_eq!(
+                        outcome.as_deref(),
+                        Ok(expected),
+                        "{role} should be allowed {rpc}"
                     );
                 } else {
                     refusals += 1;
@@ -155,8 +228,9 @@ async fn every_rpc_enforces_the_matrix_for_every_role_and_audits_refusals() {
                 }
             }
         }
-        // An ra-officer requests, never issues.
+        // An ra-officer requests, never issues: its Issue above was held, not signed.
         assert!(!Role::RaOfficer.grants(Permission::CertsIssue));
+        assert!(Role::RaOfficer.grants(Permission::CertsRequest));
         let denied = audit::query(
             h.store.conn(),
             h.auth.tenant_id,

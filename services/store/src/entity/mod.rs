@@ -2,6 +2,7 @@
 //! tenant-scoped repository function.
 
 pub(crate) mod api_tokens;
+pub(crate) mod approvals;
 pub(crate) mod audit_events;
 pub(crate) mod audit_heads;
 pub(crate) mod cas;

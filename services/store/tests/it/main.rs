@@ -1,6 +1,7 @@
 //! The store suite: every test runs on SQLite and on PostgreSQL
 //! (`CERTMESH_TEST_DATABASE_URL` must be set).
 
+mod approvals;
 mod audit;
 mod cas;
 mod certificates;
