@@ -78,6 +78,16 @@ fn store_err(e: StoreError) -> Status {
     IamError::from(e).into()
 }
 
+/// Append the change's audit entry and commit: the change and its record land together.
+async fn commit_audited(
+    tx: sea_orm::DatabaseTransaction,
+    tenant: certmesh_store::TenantId,
+    e: certmesh_store::audit::AuditEntry,
+) -> Result<(), Status> {
+    audit::append(&tx, tenant, &[e]).await.map_err(store_err)?;
+    tx.commit().await.map_err(|e| store_err(e.into()))
+}
+
 #[tonic::async_trait]
 impl PrincipalService for Iam {
     async fn create_principal(
@@ -109,10 +119,7 @@ impl PrincipalService for Iam {
             details,
             now,
         );
-        audit::append(&tx, auth.tenant_id, &[e])
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(|e| store_err(e.into()))?;
+        commit_audited(tx, auth.tenant_id, e).await?;
         tracing::info!(principal = %name, "Principal created.");
         Ok(Response::new(model::principal(&created)))
     }
@@ -200,10 +207,7 @@ impl TokenService for Iam {
             details,
             now,
         );
-        audit::append(&tx, auth.tenant_id, &[e])
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(|e| store_err(e.into()))?;
+        commit_audited(tx, auth.tenant_id, e).await?;
         let info = tokens::TokenInfo {
             id,
             tenant_id: auth.tenant_id,
@@ -270,10 +274,7 @@ impl TokenService for Iam {
             json!({"name": target.name}),
             now,
         );
-        audit::append(&tx, auth.tenant_id, &[e])
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(|e| store_err(e.into()))?;
+        commit_audited(tx, auth.tenant_id, e).await?;
         let revoked = tokens::TokenInfo {
             revoked_at: Some(
                 target
