@@ -8,9 +8,6 @@ use crate::error::IssuanceError;
 
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-/// Longest lifetime anything may ask for (profile maximum or request): ten years.
-pub const MAX_LIFETIME: Duration = certmesh_kit::duration::MAX;
-
 /// Parse a duration field ([`certmesh_kit::duration::parse`]) into a `VALIDITY_INVALID` error
 /// naming `field`.
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, IssuanceError> {
