@@ -4,7 +4,8 @@
 //! Column types are chosen so the same statements work on both backends: `uuid` (PostgreSQL
 //! `uuid`, SQLite a 16-byte blob), `timestamptz` (SQLite RFC 3339 text), `bytea`/`blob`.
 //! Every table carries a `tenant_id` that references `tenants(id)`. No key material is stored:
-//! CA rows hold a key reference string only.
+//! CA rows hold a key reference string only. On PostgreSQL every tenant table is also walled
+//! by row-level security for the role servers run as ([`APP_ROLE`]; see m0009).
 
 use sea_orm_migration::prelude::*;
 
@@ -16,7 +17,9 @@ mod m0005_idempotency_outbox;
 mod m0006_principals;
 mod m0007_audit;
 mod m0008_approvals;
+mod m0009_row_level_security;
 
+pub use m0009_row_level_security::{APP_ROLE, TENANT_TABLES};
 pub use sea_orm_migration::MigratorTrait;
 
 /// Applies the certmesh schema; use [`MigratorTrait::up`] / [`MigratorTrait::down`].
@@ -34,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_principals::Migration),
             Box::new(m0007_audit::Migration),
             Box::new(m0008_approvals::Migration),
+            Box::new(m0009_row_level_security::Migration),
         ]
     }
 }

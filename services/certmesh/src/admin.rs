@@ -55,9 +55,12 @@ pub async fn bootstrap_token(
     })
     .await?;
     let tenant_id = tenants::ensure(store.conn(), tenant, now).await?;
-    let owner = principals::ensure(store.conn(), tenant_id, principal, "user", roles, now).await?;
-    let (_, token) =
-        tokens::create(store.conn(), tenant_id, owner.id, name, expires_at, now).await?;
+    let (_, token) = store
+        .in_tenant(tenant_id, async |tx| {
+            let owner = principals::ensure(tx, tenant_id, principal, "user", roles, now).await?;
+            tokens::create(tx, tenant_id, owner.id, name, expires_at, now).await
+        })
+        .await?;
     println!("{token}");
     Ok(())
 }
@@ -103,7 +106,11 @@ async fn verify(store: &Store, tenant: Option<&str>) -> anyhow::Result<()> {
     }
     let mut broken = 0;
     for (id, name, _) in chosen {
-        match audit::verify(store.conn(), *id).await? {
+        let id = *id;
+        match store
+            .in_tenant(id, async |tx| audit::verify(tx, id).await)
+            .await?
+        {
             Verification::Intact { rows } => println!("tenant {name}: intact, {rows} events"),
             Verification::Broken { seq, reason } => {
                 broken += 1;
@@ -128,7 +135,11 @@ async fn export(store: &Store, tenant: TenantId, format: &str) -> anyhow::Result
     }
     let mut after = 0;
     loop {
-        let page = audit::query(store.conn(), tenant, &AuditFilter::default(), after, 1000).await?;
+        let page = store
+            .in_tenant(tenant, async |tx| {
+                audit::query(tx, tenant, &AuditFilter::default(), after, 1000).await
+            })
+            .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for record in &page {

@@ -113,30 +113,21 @@ async fn admin_token(
     clock: &dyn certmesh_kit::Clock,
 ) -> anyhow::Result<()> {
     if let Ok(existing) = fs::read_to_string(path)
-        && tokens::verify(store.conn(), existing.trim(), clock.now())
+        && tokens::verify(store, existing.trim(), clock.now())
             .await?
             .is_some()
     {
         return Ok(());
     }
-    let admin = principals::ensure(
-        store.conn(),
-        tenant,
-        "admin",
-        "user",
-        &["admin".to_string()],
-        clock.now(),
-    )
-    .await?;
-    let (_, token) = tokens::create(
-        store.conn(),
-        tenant,
-        admin.id,
-        "dev-admin",
-        None,
-        clock.now(),
-    )
-    .await?;
+    let now = clock.now();
+    let (_, token) = store
+        .in_tenant(tenant, async |tx| {
+            let admin =
+                principals::ensure(tx, tenant, "admin", "user", &["admin".to_string()], now)
+                    .await?;
+            tokens::create(tx, tenant, admin.id, "dev-admin", None, now).await
+        })
+        .await?;
     write_file(path, format!("{token}\n").as_bytes(), 0o600)
 }
 

@@ -192,6 +192,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("connecting to the database")?;
         s.migrate().await.context("applying migrations")?;
+        s.ping().await.with_context(|| {
+            format!(
+                "connecting as the role {} (on PostgreSQL the login must be a superuser or a \
+                 member of it; see docs/operations.md)",
+                certmesh_store::APP_ROLE
+            )
+        })?;
         Some(s)
     } else {
         None

@@ -51,10 +51,14 @@ impl Iam {
         permission: Permission,
         action: &'static str,
     ) -> Result<PrincipalRecord, Status> {
-        let conn = self.deps.store.conn();
+        let store = &self.deps.store;
+        let tenant = auth.tenant_id;
         let name = name.trim();
         if name.is_empty() || name == auth.principal {
-            return principals::get(conn, auth.tenant_id, auth.principal_id)
+            return store
+                .in_tenant(tenant, async |tx| {
+                    principals::get(tx, tenant, auth.principal_id).await
+                })
                 .await
                 .map_err(IamError::from)?
                 .ok_or_else(|| {
@@ -65,7 +69,10 @@ impl Iam {
                 });
         }
         self.require(auth, permission, action).await?;
-        Ok(principals::by_name(conn, auth.tenant_id, name)
+        Ok(store
+            .in_tenant(tenant, async |tx| {
+                principals::by_name(tx, tenant, name).await
+            })
             .await
             .map_err(IamError::from)?
             .ok_or_else(|| IamError::PrincipalNotFound {
@@ -102,7 +109,12 @@ impl PrincipalService for Iam {
         let kind = model::kind(&req.kind)?;
         let roles = model::roles(&req.roles)?;
         let now = self.deps.clock.now();
-        let tx = self.deps.store.begin().await.map_err(store_err)?;
+        let tx = self
+            .deps
+            .store
+            .begin_tenant(auth.tenant_id)
+            .await
+            .map_err(store_err)?;
         let created = match principals::create(&tx, auth.tenant_id, &name, &kind, &roles, now).await
         {
             Err(StoreError::Conflict { .. }) => {
@@ -132,7 +144,13 @@ impl PrincipalService for Iam {
         self.require(&auth, Permission::PrincipalsRead, "principals.get")
             .await?;
         let name = request.get_ref().name.trim().to_string();
-        let found = principals::by_name(self.deps.store.conn(), auth.tenant_id, &name)
+        let tenant = auth.tenant_id;
+        let found = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                principals::by_name(tx, tenant, &name).await
+            })
             .await
             .map_err(store_err)?;
         let found = found.ok_or(IamError::PrincipalNotFound { name })?;
@@ -146,7 +164,11 @@ impl PrincipalService for Iam {
         let auth = AuthContext::of(&request)?;
         self.require(&auth, Permission::PrincipalsRead, "principals.list")
             .await?;
-        let all = principals::list(self.deps.store.conn(), auth.tenant_id)
+        let tenant = auth.tenant_id;
+        let all = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| principals::list(tx, tenant).await)
             .await
             .map_err(store_err)?;
         Ok(Response::new(pb::ListPrincipalsResponse {
@@ -194,7 +216,12 @@ impl TokenService for Iam {
                 })?,
             ),
         };
-        let tx = self.deps.store.begin().await.map_err(store_err)?;
+        let tx = self
+            .deps
+            .store
+            .begin_tenant(auth.tenant_id)
+            .await
+            .map_err(store_err)?;
         let (id, secret) = tokens::create(&tx, auth.tenant_id, owner.id, &name, expires_at, now)
             .await
             .map_err(store_err)?;
@@ -236,7 +263,13 @@ impl TokenService for Iam {
                 "tokens.list",
             )
             .await?;
-        let listed = tokens::list(self.deps.store.conn(), auth.tenant_id, Some(owner.id))
+        let tenant = auth.tenant_id;
+        let listed = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                tokens::list(tx, tenant, Some(owner.id)).await
+            })
             .await
             .map_err(store_err)?;
         Ok(Response::new(pb::ListTokensResponse {
@@ -252,8 +285,11 @@ impl TokenService for Iam {
         let raw = request.get_ref().id.trim().to_string();
         let not_found = || IamError::TokenNotFound { id: raw.clone() };
         let id: uuid::Uuid = raw.parse().map_err(|_| not_found())?;
-        let conn = self.deps.store.conn();
-        let all = tokens::list(conn, auth.tenant_id, None)
+        let tenant = auth.tenant_id;
+        let all = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| tokens::list(tx, tenant, None).await)
             .await
             .map_err(store_err)?;
         let target = all.into_iter().find(|t| t.id == id).ok_or_else(not_found)?;
@@ -262,7 +298,12 @@ impl TokenService for Iam {
                 .await?;
         }
         let now = self.deps.clock.now();
-        let tx = self.deps.store.begin().await.map_err(store_err)?;
+        let tx = self
+            .deps
+            .store
+            .begin_tenant(auth.tenant_id)
+            .await
+            .map_err(store_err)?;
         tokens::revoke(&tx, auth.tenant_id, id, now)
             .await
             .map_err(store_err)?;
@@ -316,15 +357,15 @@ impl AuditService for Iam {
             0 => DEFAULT_AUDIT_PAGE,
             n => n.min(1000),
         };
-        let page = audit::query(
-            self.deps.store.conn(),
-            auth.tenant_id,
-            &filter,
-            after,
-            u64::from(limit),
-        )
-        .await
-        .map_err(store_err)?;
+        let tenant = auth.tenant_id;
+        let page = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                audit::query(tx, tenant, &filter, after, u64::from(limit)).await
+            })
+            .await
+            .map_err(store_err)?;
         let next = match page.last() {
             Some(last) if page.len() == limit as usize => format!("seq-{}", last.seq),
             _ => String::new(),
@@ -342,7 +383,11 @@ impl AuditService for Iam {
         let auth = AuthContext::of(&request)?;
         self.require(&auth, Permission::AuditRead, "audit.verify")
             .await?;
-        let verdict = audit::verify(self.deps.store.conn(), auth.tenant_id)
+        let tenant = auth.tenant_id;
+        let verdict = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| audit::verify(tx, tenant).await)
             .await
             .map_err(store_err)?;
         Ok(Response::new(match verdict {

@@ -47,8 +47,13 @@ impl Issuance {
         let csr_pem = cmd.csr.to_pem();
         let validity_seconds = cmd.validity.map(|d| d.num_seconds());
         if let Some(key) = &cmd.idempotency_key
-            && let Some(held) =
-                approvals::pending_by_key(self.deps.store.conn(), tenant, key, now).await?
+            && let Some(held) = self
+                .deps
+                .store
+                .in_tenant(tenant, async |tx| {
+                    approvals::pending_by_key(tx, tenant, key, now).await
+                })
+                .await?
         {
             let same = held.csr_pem == csr_pem
                 && held.profile == cmd.profile
@@ -92,7 +97,7 @@ impl Issuance {
             now,
         );
         // The insert is the transaction's first statement, so SQLite takes the write lock.
-        let tx = self.deps.store.begin().await?;
+        let tx = self.deps.store.begin_tenant(tenant).await?;
         let stored = approvals::create(&tx, &approval).await?;
         outbox::append(
             &tx,
@@ -208,7 +213,14 @@ impl Issuance {
             ),
         };
         let now = self.deps.clock.now();
-        Ok(approvals::list(self.deps.store.conn(), auth.tenant_id, status, now).await?)
+        let tenant = auth.tenant_id;
+        Ok(self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                approvals::list(tx, tenant, status, now).await
+            })
+            .await?)
     }
 
     /// The tenant's approval `id` if it is pending; an expired one is marked so.
@@ -216,14 +228,21 @@ impl Issuance {
         let not_found = || IssuanceError::ApprovalNotFound { id: id.to_string() };
         let uuid = uuid::Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
         let now = self.deps.clock.now();
-        let conn = self.deps.store.conn();
-        let approval = approvals::get(conn, tenant, uuid, now)
+        let store = &self.deps.store;
+        let approval = store
+            .in_tenant(tenant, async |tx| {
+                approvals::get(tx, tenant, uuid, now).await
+            })
             .await?
             .ok_or_else(not_found)?;
         match approval.status {
             ApprovalStatus::Pending => Ok(approval),
             ApprovalStatus::Expired => {
-                approvals::expire(conn, tenant, uuid, now).await?;
+                store
+                    .in_tenant(tenant, async |tx| {
+                        approvals::expire(tx, tenant, uuid, now).await
+                    })
+                    .await?;
                 Err(not_pending(&approval))
             }
             ApprovalStatus::Approved | ApprovalStatus::Rejected => Err(not_pending(&approval)),
@@ -250,12 +269,17 @@ impl Issuance {
             details,
             now,
         );
-        let tx = self.deps.store.begin().await?;
+        let tx = self.deps.store.begin_tenant(tenant).await?;
         match approvals::decide(&tx, tenant, approval.id, &decision, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
                 drop(tx);
-                let current = approvals::get(self.deps.store.conn(), tenant, approval.id, now)
+                let current = self
+                    .deps
+                    .store
+                    .in_tenant(tenant, async |tx| {
+                        approvals::get(tx, tenant, approval.id, now).await
+                    })
                     .await?
                     .unwrap_or_else(|| approval.clone());
                 return Err(not_pending(&current));
@@ -264,7 +288,11 @@ impl Issuance {
         }
         audit::append(&tx, tenant, &[trail]).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        approvals::get(self.deps.store.conn(), tenant, approval.id, now)
+        self.deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                approvals::get(tx, tenant, approval.id, now).await
+            })
             .await?
             .ok_or_else(|| IssuanceError::ApprovalNotFound {
                 id: approval.id.to_string(),

@@ -10,6 +10,7 @@
 //! and signs only if the claim is fresh, so a lost race never mints a certificate. If a batch
 //! fails, each of its requests is retried alone, so one bad request cannot fail its neighbours.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use certmesh_crypto::{
@@ -22,8 +23,10 @@ use certmesh_store::{
     certificates::{self, CertificateRecord},
     idempotency::{self, Claim},
     outbox::{self, NewEvent},
+    set_tenant,
 };
 use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -180,33 +183,67 @@ async fn worker(
     }
 }
 
-/// Write `batch` in one transaction: claim keys, sign what waits for a claim, insert the
-/// certificates, complete the keys, append the events, commit. Every statement writes, so on
-/// SQLite the transaction takes the write lock at its first statement.
+/// Write `batch` in one transaction: for each tenant in it, in turn, act for that tenant (the
+/// row-level security setting), claim keys, sign what waits for a claim, insert the
+/// certificates, complete the keys and append the events; then commit once. Every statement
+/// writes, so on SQLite the transaction takes the write lock at its first statement.
 async fn write(
     store: &Store,
     builtin: &BuiltinCa,
     batch: &[Pending],
 ) -> Result<Vec<Result<Committed, IssuanceError>>, IssuanceError> {
+    // Tenants in a fixed (sorted) order, so concurrent batches lock audit chain heads in the
+    // same order and cannot deadlock.
+    let mut by_tenant: BTreeMap<TenantId, Vec<usize>> = BTreeMap::new();
+    for (i, p) in batch.iter().enumerate() {
+        by_tenant.entry(p.tenant).or_default().push(i);
+    }
     let tx = store.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut records = Vec::with_capacity(batch.len());
-    let mut events = Vec::with_capacity(batch.len() * 2);
+    let mut outcomes: Vec<Option<Result<Committed, IssuanceError>>> =
+        batch.iter().map(|_| None).collect();
+    for (tenant, indices) in by_tenant {
+        set_tenant(&tx, tenant).await?;
+        let group = indices.iter().map(|&i| (i, &batch[i]));
+        for (i, outcome) in write_tenant(&tx, builtin, tenant, group).await? {
+            outcomes[i] = Some(outcome);
+        }
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(Err(IssuanceError::Store(StoreError::NotFound {
+                what: "outcome",
+            })))
+        })
+        .collect())
+}
+
+/// One tenant's share of a batch, inside the batch transaction acting for `tenant`; returns
+/// each request's outcome with its index in the batch.
+async fn write_tenant<'a>(
+    tx: &DatabaseTransaction,
+    builtin: &BuiltinCa,
+    tenant: TenantId,
+    group: impl Iterator<Item = (usize, &'a Pending)>,
+) -> Result<Vec<(usize, Result<Committed, IssuanceError>)>, IssuanceError> {
+    let mut outcomes = Vec::new();
+    let mut records = Vec::new();
+    let mut events = Vec::new();
     let mut keys = Vec::new();
-    let mut trail: std::collections::BTreeMap<TenantId, Vec<AuditEntry>> = Default::default();
-    for p in batch {
+    let mut trail = Vec::new();
+    for (i, p) in group {
         if let Some((key, hash)) = &p.key
-            && let Claim::Existing { .. } =
-                idempotency::claim(&tx, p.tenant, key, hash, p.now).await?
+            && let Claim::Existing { .. } = idempotency::claim(tx, tenant, key, hash, p.now).await?
         {
-            outcomes.push(Ok(Committed::KeyTaken));
+            outcomes.push((i, Ok(Committed::KeyTaken)));
             continue;
         }
         let issued = match &p.cert {
             Prepared::Signed(issued) => issued.clone(),
             // A signing failure fails the batch; retried alone it fails only this request,
             // and its claim rolls back with it.
-            Prepared::ToSign(job) => builtin.issue(job.request(p.tenant)).await?,
+            Prepared::ToSign(job) => builtin.issue(job.request(tenant)).await?,
         };
         let record = record(p, issued);
         events.push(event(
@@ -222,9 +259,9 @@ async fn write(
             issue_payload(&record, &p.principal),
         ));
         if let Some((key, _)) = &p.key {
-            keys.push((p.tenant, key.as_str(), record.serial.clone()));
+            keys.push((key.as_str(), record.serial.clone()));
         }
-        trail.entry(p.tenant).or_default().push(AuditEntry {
+        trail.push(AuditEntry {
             actor: p.principal.clone(),
             action: "certs.issue".into(),
             resource: format!("certificate:{}", record.serial),
@@ -234,21 +271,18 @@ async fn write(
             at: p.now,
         });
         records.push(record.clone());
-        outcomes.push(Ok(Committed::Stored(Box::new(record))));
+        outcomes.push((i, Ok(Committed::Stored(Box::new(record)))));
     }
     if !records.is_empty() {
-        certificates::insert_many(&tx, &records).await?;
+        certificates::insert_many(tx, &records).await?;
     }
-    for (tenant, key, serial) in keys {
-        idempotency::complete(&tx, tenant, key, &serial).await?;
+    for (key, serial) in keys {
+        idempotency::complete(tx, tenant, key, &serial).await?;
     }
     if !events.is_empty() {
-        outbox::append_many(&tx, &events).await?;
+        outbox::append_many(tx, &events).await?;
     }
-    for (tenant, entries) in &trail {
-        audit::append(&tx, *tenant, entries).await?;
-    }
-    tx.commit().await.map_err(StoreError::from)?;
+    audit::append(tx, tenant, &trail).await?;
     Ok(outcomes)
 }
 

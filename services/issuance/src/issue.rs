@@ -145,19 +145,23 @@ impl Issuance {
         cmd: &IssueCommand,
     ) -> Result<Checked, IssuanceError> {
         let tenant = auth.tenant_id;
-        if let Some(key) = &cmd.idempotency_key
-            && let Some(done) = replay(
-                self.deps.store.conn(),
-                tenant,
-                key,
-                &cmd.request_hash(),
-                cmd,
-            )
-            .await?
-        {
-            return Ok(Checked::Replayed(done));
-        }
-        let (version, profile) = self.active_profile(tenant, &cmd.profile).await?;
+        // One read transaction for the replay check and the profile.
+        let found = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                if let Some(key) = &cmd.idempotency_key
+                    && let Some(done) = replay(tx, tenant, key, &cmd.request_hash(), cmd).await?
+                {
+                    return Ok(Err(done));
+                }
+                self.active_profile(tx, tenant, &cmd.profile).await.map(Ok)
+            })
+            .await?;
+        let (version, profile) = match found {
+            Ok(active) => active,
+            Err(done) => return Ok(Checked::Replayed(done)),
+        };
         match profile.evaluate(&cmd.csr, cmd.validity) {
             Ok(grant) => Ok(Checked::Allowed {
                 version,
@@ -220,7 +224,8 @@ impl Issuance {
             Committed::KeyTaken => {
                 // A concurrent request with this key committed first.
                 let key = cmd.idempotency_key.as_deref().unwrap_or_default();
-                replay(store.conn(), tenant, key, &hash, cmd)
+                store
+                    .in_tenant(tenant, async |tx| replay(tx, tenant, key, &hash, cmd).await)
                     .await?
                     .ok_or_else(|| IssuanceError::IdempotencyKeyInFlight {
                         key: key.to_string(),
@@ -231,12 +236,12 @@ impl Issuance {
 
     /// The active (latest) version of a profile: one read of the version pointer, and the
     /// immutable version itself from the cache.
-    async fn active_profile(
+    async fn active_profile<C: ConnectionTrait>(
         &self,
+        conn: &C,
         tenant: TenantId,
         name: &str,
     ) -> Result<(u32, Arc<ValidatedProfile>), IssuanceError> {
-        let conn = self.deps.store.conn();
         let not_found = || IssuanceError::ProfileNotFound {
             name: name.to_string(),
             version: None,
@@ -275,7 +280,7 @@ impl Issuance {
             now,
         );
         let written = async {
-            let tx = self.deps.store.begin().await?;
+            let tx = self.deps.store.begin_tenant(auth.tenant_id).await?;
             outbox::append(
                 &tx,
                 auth.tenant_id,

@@ -90,7 +90,11 @@ impl BuiltinCa {
         if self.loaded.read().await.contains_key(&tenant) {
             return Ok(());
         }
-        let issuing = cas::by_name(self.store.conn(), tenant, ISSUING_NAME)
+        let issuing = self
+            .store
+            .in_tenant(tenant, async |tx| {
+                cas::by_name(tx, tenant, ISSUING_NAME).await
+            })
             .await?
             .ok_or_else(|| {
                 IssuanceError::CaNotReady("the built-in CA has not been bootstrapped".into())
@@ -130,7 +134,12 @@ impl BuiltinCa {
         label: &str,
         now: DateTime<Utc>,
     ) -> Result<Certificate, IssuanceError> {
-        let root = match cas::by_name(self.store.conn(), tenant, ROOT_NAME).await? {
+        let by_name = async |name: &str| {
+            self.store
+                .in_tenant(tenant, async |tx| cas::by_name(tx, tenant, name).await)
+                .await
+        };
+        let root = match by_name(ROOT_NAME).await? {
             Some(row) => row,
             None => {
                 let template = ca_template(
@@ -144,10 +153,7 @@ impl BuiltinCa {
             }
         };
         let root_cert = Certificate::from_der(root.certificate_der.clone())?;
-        if cas::by_name(self.store.conn(), tenant, ISSUING_NAME)
-            .await?
-            .is_none()
-        {
+        if by_name(ISSUING_NAME).await?.is_none() {
             let signer = self.open_key(&root.key_ref).await?;
             let parent = IssuingCa::new(root_cert.clone(), signer)?;
             let lifetime = Duration::days(1825).min(root.not_after - now);
@@ -191,7 +197,11 @@ impl BuiltinCa {
             not_before: cert.not_before(),
             not_after: cert.not_after(),
         };
-        match cas::insert(self.store.conn(), new, now).await {
+        let inserted = self
+            .store
+            .in_tenant(tenant, async |tx| cas::insert(tx, new, now).await)
+            .await;
+        match inserted {
             Ok(row) => {
                 tracing::info!(ca = %row.id, %name, subject = %row.subject, "Built-in CA created.");
                 Ok(row)
@@ -199,7 +209,8 @@ impl BuiltinCa {
             Err(StoreError::Conflict { .. }) => {
                 // Another replica won; our key was never referenced by a row.
                 let _ = self.keys.destroy(&key_ref).await;
-                cas::by_name(self.store.conn(), tenant, name)
+                self.store
+                    .in_tenant(tenant, async |tx| cas::by_name(tx, tenant, name).await)
                     .await?
                     .ok_or_else(|| {
                         IssuanceError::CaNotReady(format!("{name} vanished after a conflict"))

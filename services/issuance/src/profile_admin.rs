@@ -26,7 +26,7 @@ impl Issuance {
         })?;
         let profile = ValidatedProfile::validate(&spec)?;
         let now = self.deps.clock.now();
-        let tx = self.deps.store.begin().await?;
+        let tx = self.deps.store.begin_tenant(auth.tenant_id).await?;
         let version =
             profiles::create_version(&tx, auth.tenant_id, name, profile.to_json(), now).await?;
         let event = json!({"profile": name, "version": version.version, "principal": auth.principal, "spec": version.spec});
@@ -62,11 +62,15 @@ impl Issuance {
         name: &str,
         version: Option<u32>,
     ) -> Result<profiles::ProfileVersion, IssuanceError> {
-        let conn = self.deps.store.conn();
-        let found = match version {
-            None => profiles::latest(conn, auth.tenant_id, name).await?,
-            Some(v) => profiles::version(conn, auth.tenant_id, name, v).await?,
-        };
+        let tenant = auth.tenant_id;
+        let found = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| match version {
+                None => profiles::latest(tx, tenant, name).await,
+                Some(v) => profiles::version(tx, tenant, name, v).await,
+            })
+            .await?;
         found.ok_or_else(|| IssuanceError::ProfileNotFound {
             name: name.to_string(),
             version,
@@ -78,6 +82,11 @@ impl Issuance {
         &self,
         auth: &AuthContext,
     ) -> Result<Vec<profiles::ProfileVersion>, IssuanceError> {
-        Ok(profiles::list_latest(self.deps.store.conn(), auth.tenant_id).await?)
+        let tenant = auth.tenant_id;
+        Ok(self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| profiles::list_latest(tx, tenant).await)
+            .await?)
     }
 }

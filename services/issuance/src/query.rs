@@ -23,7 +23,12 @@ impl Issuance {
                 serial: serial.to_string(),
             })?
             .to_hex();
-        certificates::get(self.deps.store.conn(), auth.tenant_id, &serial)
+        let tenant = auth.tenant_id;
+        self.deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                certificates::get(tx, tenant, &serial).await
+            })
             .await?
             .ok_or(IssuanceError::CertificateNotFound { serial })
     }
@@ -43,13 +48,14 @@ impl Issuance {
             "" => None,
             token => Some(Cursor::decode(token).map_err(|_| IssuanceError::PageTokenInvalid)?),
         };
-        let (records, next) = certificates::list(
-            self.deps.store.conn(),
-            auth.tenant_id,
-            u64::from(limit),
-            cursor.as_ref(),
-        )
-        .await?;
+        let tenant = auth.tenant_id;
+        let (records, next) = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                certificates::list(tx, tenant, u64::from(limit), cursor.as_ref()).await
+            })
+            .await?;
         Ok((records, next.map(|c| c.encode())))
     }
 }

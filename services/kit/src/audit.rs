@@ -34,7 +34,7 @@ pub fn entry(
 /// returned: the caller is refused either way.
 pub async fn record_refusal(store: &Store, tenant: TenantId, entry: AuditEntry) {
     let result = async {
-        let tx = store.begin().await?;
+        let tx = store.begin_tenant(tenant).await?;
         audit::append(&tx, tenant, std::slice::from_ref(&entry)).await?;
         tx.commit().await.map_err(certmesh_store::StoreError::from)
     }

@@ -113,7 +113,7 @@ impl TokenVerifier {
         if let Some(ctx) = self.cached(&hash) {
             return Ok(ctx);
         }
-        let principal = tokens::verify(self.store.conn(), token, self.clock.now())
+        let principal = tokens::verify(&self.store, token, self.clock.now())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "Token lookup failed.");

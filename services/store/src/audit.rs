@@ -33,7 +33,6 @@
 //! commits on its own, so concurrent appends may fail with a `Conflict` and a failure between
 //! statements can leave the head out of step with the rows (which [`verify`] then reports).
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -472,27 +471,6 @@ pub async fn query<C: ConnectionTrait>(
     }
     let rows = q.order_by_asc(e::Column::Seq).limit(limit).all(c).await?;
     rows.into_iter().map(from_model).collect()
-}
-
-/// Every tenant that has audit events or a chain head, for verifying all chains.
-pub async fn tenants_with_trail<C: ConnectionTrait>(c: &C) -> Result<Vec<TenantId>> {
-    let mut ids: BTreeSet<uuid::Uuid> = h::Entity::find()
-        .select_only()
-        .column(h::Column::TenantId)
-        .into_tuple()
-        .all(c)
-        .await?
-        .into_iter()
-        .collect();
-    let with_rows: Vec<uuid::Uuid> = e::Entity::find()
-        .select_only()
-        .column(e::Column::TenantId)
-        .distinct()
-        .into_tuple()
-        .all(c)
-        .await?;
-    ids.extend(with_rows);
-    Ok(ids.into_iter().map(TenantId).collect())
 }
 
 fn to_u64(v: i64, what: &str) -> Result<u64> {

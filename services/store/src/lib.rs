@@ -8,6 +8,16 @@
 //!
 //! Every call is tenant-scoped: it takes a [`TenantId`] and never sees another tenant's rows.
 //!
+//! **Row-level security.** On PostgreSQL that promise is kept twice. Every connection of a
+//! [`Store`] runs as the role [`APP_ROLE`], for which each tenant table has a row-level security
+//! policy (migration m0009): a statement sees and writes only the rows of the tenant set on its
+//! transaction, and with no tenant set, none. So every repository call on a tenant table runs in a
+//! transaction from [`Store::begin_tenant`] or [`Store::in_tenant`] (or one whose tenant was set
+//! with [`set_tenant`]); on the bare pool ([`Store::conn`]) it finds nothing. Only the tenant
+//! directory ([`tenants`]) and token lookup by secret ([`tokens::verify`]) work without a
+//! tenant. Migrations run as the login itself, the schema owner ([`Store::migrate`]). SQLite has
+//! no roles: there the tenant setting is a no-op and the repositories' own filters are the wall.
+//!
 //! **Time.** Nothing here reads the clock; callers pass `now`. Every timestamp is truncated to
 //! whole microseconds before it is written, because PostgreSQL `timestamptz` keeps microseconds
 //! and SQLite keeps whatever text it is given: truncating on write makes a round-trip exact and
@@ -22,9 +32,13 @@ use std::time::Duration;
 
 use certmesh_migrations::{Migrator, MigratorTrait};
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::TransactionTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DatabaseTransaction};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    Statement, TransactionTrait,
+};
+
+pub use certmesh_migrations::APP_ROLE;
 
 pub mod approvals;
 pub mod audit;
@@ -85,12 +99,27 @@ impl fmt::Display for CaId {
 pub struct Store {
     conn: DatabaseConnection,
     backend: Backend,
+    /// PostgreSQL: the URL again, for the owner's connection that migrates.
+    owner_url: Option<OwnerUrl>,
+}
+
+/// A database URL that may hold a password: never printed.
+#[derive(Clone)]
+struct OwnerUrl(String);
+
+impl fmt::Debug for OwnerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerUrl(…)")
+    }
 }
 
 impl Store {
     /// Connects to `url`: `sqlite://path/to/file.db` (created if missing; WAL, busy timeout 5 s,
     /// foreign keys on, `synchronous=NORMAL`), `sqlite::memory:` (one connection, for tests) or
-    /// `postgres://…` (a pool of 32). Does not migrate; call [`Store::migrate`].
+    /// `postgres://…` (a pool of 32 whose connections run as [`APP_ROLE`], so the login must be
+    /// a superuser or a member of that role; see the crate docs; they open on first use, so a
+    /// wrong login shows at the first query, e.g. [`Store::ping`]). Does not migrate; call
+    /// [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Store> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false);
@@ -106,6 +135,12 @@ impl Store {
         match backend {
             Backend::Postgres => {
                 opts.max_connections(PG_POOL_SIZE);
+                // `SET ROLE` at connection start: statements are subject to row-level security
+                // whatever the login, even the schema owner's.
+                opts.map_sqlx_postgres_opts(|o| o.options([("role", APP_ROLE)]));
+                // The role is created by the first migration run: open connections on first use,
+                // after [`Store::migrate`].
+                opts.connect_lazy(true);
             }
             Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => {
                 // Every connection to `:memory:` is a separate database: keep exactly one alive.
@@ -125,29 +160,92 @@ impl Store {
             }
         }
         let conn = Database::connect(opts).await?;
-        Ok(Store { conn, backend })
+        let owner_url = (backend == Backend::Postgres).then(|| OwnerUrl(url.to_owned()));
+        Ok(Store {
+            conn,
+            backend,
+            owner_url,
+        })
     }
 
-    /// Applies every pending migration; a no-op when the schema is current.
+    /// Applies every pending migration; a no-op when the schema is current. On PostgreSQL this
+    /// runs on a separate connection as the login itself (not [`APP_ROLE`]), which must own the
+    /// schema; with nothing pending it only reads the migration ledger.
     pub async fn migrate(&self) -> Result<()> {
-        Migrator::up(&self.conn, None).await?;
+        match &self.owner_url {
+            Some(url) => {
+                let owner = owner_connection(&url.0).await?;
+                // Read the ledger first: with nothing pending a login without DDL rights (a
+                // member of the app role) passes; `up` would try to create the ledger table.
+                let current = Migrator::get_pending_migrations_read_only(&owner)
+                    .await
+                    .is_ok_and(|pending| pending.is_empty());
+                let applied = if current {
+                    Ok(())
+                } else {
+                    Migrator::up(&owner, None).await
+                };
+                owner.close().await?;
+                applied?;
+            }
+            None => Migrator::up(&self.conn, None).await?,
+        }
         Ok(())
     }
 
-    /// Rolls back every applied migration (tests of the `down`s).
+    /// Rolls back every applied migration (tests of the `down`s), as [`Store::migrate`] does.
     pub async fn migrate_down_all(&self) -> Result<()> {
-        Migrator::down(&self.conn, None).await?;
+        match &self.owner_url {
+            Some(url) => {
+                let owner = owner_connection(&url.0).await?;
+                let reverted = Migrator::down(&owner, None).await;
+                owner.close().await?;
+                reverted?;
+            }
+            None => Migrator::down(&self.conn, None).await?,
+        }
         Ok(())
     }
 
-    /// The pool, for repository calls outside a transaction.
+    /// Checks that the store can run a statement (as [`APP_ROLE`] on PostgreSQL).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.conn.ping().await?)
+    }
+
+    /// The pool. On PostgreSQL, only the tenant directory and token lookup see rows here;
+    /// tenant tables need [`Store::begin_tenant`].
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
     }
 
-    /// Starts a transaction; repository calls accept it in place of the pool.
+    /// Starts a transaction with no tenant set: on PostgreSQL it sees no tenant rows until
+    /// [`set_tenant`] names one (a batch writing for several tenants sets each in turn).
     pub async fn begin(&self) -> Result<DatabaseTransaction> {
         Ok(self.conn.begin().await?)
+    }
+
+    /// Starts a transaction acting for `tenant`: every statement in it sees and writes that
+    /// tenant's rows only.
+    pub async fn begin_tenant(&self, tenant: TenantId) -> Result<DatabaseTransaction> {
+        let tx = self.conn.begin().await?;
+        set_tenant(&tx, tenant).await?;
+        Ok(tx)
+    }
+
+    /// Runs `work` in a transaction acting for `tenant` and commits it if `work` succeeds
+    /// (otherwise it rolls back).
+    pub async fn in_tenant<T, E>(
+        &self,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self.begin_tenant(tenant).await?;
+        let out = work(&tx).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(out)
     }
 
     /// The engine behind this store.
@@ -160,6 +258,34 @@ impl Store {
         self.conn.close().await?;
         Ok(())
     }
+}
+
+/// Makes `tenant` the tenant the rest of transaction `c` acts for (PostgreSQL: the
+/// transaction-local setting `certmesh.tenant` that the row-level security policies read).
+/// A no-op on SQLite. Outside a transaction it would last one statement only: do not.
+pub async fn set_tenant<C: ConnectionTrait>(c: &C, tenant: TenantId) -> Result<()> {
+    set_local(c, "certmesh.tenant", &tenant.0.to_string()).await
+}
+
+/// Sets a transaction-local PostgreSQL setting; a no-op on SQLite.
+pub(crate) async fn set_local<C: ConnectionTrait>(c: &C, name: &str, value: &str) -> Result<()> {
+    if c.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    c.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config($1, $2, true)",
+        [name.into(), value.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// One connection as the login itself, for migrations.
+async fn owner_connection(url: &str) -> Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(1).sqlx_logging(false);
+    Ok(Database::connect(opts).await?)
 }
 
 /// Truncates to whole microseconds, the precision both backends keep (see the crate docs).

@@ -15,8 +15,11 @@ pub const DATABASE_URL_ENV: &str = "CERTMESH_TEST_DATABASE_URL";
 /// temp dir, the PostgreSQL database with `DROP DATABASE … WITH (FORCE)` (best effort).
 #[derive(Debug)]
 pub struct TestDb {
-    /// The store on the test database.
+    /// The store on the test database, as servers use it: on PostgreSQL its connections run as
+    /// the app role, under row-level security.
     pub store: Store,
+    // See `owner()`.
+    owner: DatabaseConnection,
     // Dropped after `store` (declaration order), so the pool goes first.
     _dir: Option<tempfile::TempDir>,
     _pg: Option<PgDatabase>,
@@ -32,6 +35,24 @@ impl TestDb {
     /// The backend under test, for assertion messages.
     pub fn backend(&self) -> Backend {
         self.store.backend()
+    }
+
+    /// PostgreSQL: the test database's URL with `user` as the login (no password), for tests of
+    /// other logins. `None` on SQLite.
+    pub fn url_as(&self, user: &str) -> Option<String> {
+        let pg = self._pg.as_ref()?;
+        let url = with_database(&pg.admin_url, &pg.name);
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+        Some(format!("{scheme}://{user}@{host}"))
+    }
+
+    /// A connection as the test login itself (on PostgreSQL the superuser of
+    /// `CERTMESH_TEST_DATABASE_URL`, which row-level security does not apply to; on SQLite the
+    /// store's pool): for the store suite's tests of repository logic and for inspecting rows
+    /// across tenants. Product code never has one.
+    pub fn owner(&self) -> &DatabaseConnection {
+        &self.owner
     }
 }
 
@@ -72,6 +93,7 @@ pub async fn sqlite() -> TestDb {
         .expect("open SQLite test database");
     store.migrate().await.expect("migrate SQLite test database");
     TestDb {
+        owner: store.conn().clone(),
         store,
         _dir: Some(dir),
         _pg: None,
@@ -109,7 +131,11 @@ pub async fn postgres() -> TestDb {
         .migrate()
         .await
         .expect("migrate PostgreSQL test database");
+    let owner = admin_connection(&url)
+        .await
+        .expect("connect to the new test database as its owner");
     TestDb {
+        owner,
         store,
         _dir: None,
         _pg: Some(guard),

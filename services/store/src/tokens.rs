@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use sha2::{Digest, Sha256};
 
 use crate::entity::api_tokens as t;
-use crate::{Result, StoreError, TenantId, truncate_ts};
+use crate::{Result, Store, StoreError, TenantId, truncate_ts};
 
 /// Prefix of every plaintext token, so leaked tokens are easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "cmt_";
@@ -84,16 +84,33 @@ pub async fn create<C: ConnectionTrait>(
 
 /// The principal behind a plaintext token, or `None` if the token is unknown, revoked,
 /// expired at `now`, has no principal, or its principal is disabled.
-pub async fn verify<C: ConnectionTrait>(
-    c: &C,
+///
+/// Runs before any tenant is known, in a transaction of its own: on PostgreSQL the row-level
+/// security policy on `api_tokens` shows a row to whoever presents its hash
+/// (`certmesh.token_hash`); the token's tenant is then set to read its principal.
+pub async fn verify(
+    store: &Store,
     plaintext: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Principal>> {
     if !plaintext.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
+    let tx = store.begin().await?;
+    let found = lookup(&tx, plaintext, now).await;
+    tx.commit().await?;
+    found
+}
+
+async fn lookup<C: ConnectionTrait>(
+    c: &C,
+    plaintext: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Principal>> {
+    let token_hash = hash(plaintext);
+    crate::set_local(c, "certmesh.token_hash", &token_hash).await?;
     let Some(row) = t::Entity::find()
-        .filter(t::Column::TokenHash.eq(hash(plaintext)))
+        .filter(t::Column::TokenHash.eq(token_hash))
         .filter(t::Column::RevokedAt.is_null())
         .one(c)
         .await?
@@ -107,6 +124,7 @@ pub async fn verify<C: ConnectionTrait>(
         return Ok(None);
     };
     let tenant = TenantId(row.tenant_id);
+    crate::set_tenant(c, tenant).await?;
     let Some(principal) = crate::principals::get(c, tenant, principal_id).await? else {
         return Ok(None);
     };

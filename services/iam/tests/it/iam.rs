@@ -43,16 +43,14 @@ impl Harness {
     /// A caller in `tenant` named `name` holding `role` (the principal row is created).
     async fn caller(&self, tenant: TenantId, name: &str, role: Role) -> AuthContext {
         let at = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
-        let p = principals::ensure(
-            self.store.conn(),
-            tenant,
-            name,
-            "user",
-            &[role.as_str().to_string()],
-            at,
-        )
-        .await
-        .expect("principal");
+        let roles = [role.as_str().to_string()];
+        let p = self
+            .store
+            .in_tenant(tenant, async |tx| {
+                principals::ensure(tx, tenant, name, "user", &roles, at).await
+            })
+            .await
+            .expect("principal");
         AuthContext {
             tenant_id: tenant,
             principal: name.into(),

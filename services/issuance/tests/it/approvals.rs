@@ -131,15 +131,13 @@ async fn an_ra_officer_request_waits_for_approval_and_then_issues_once() {
         assert_eq!(record.certificate_der, issued.record.certificate_der);
         assert_eq!(h.certificate_count().await, 1);
 
-        let rows = audit::query(
-            h.store.conn(),
-            h.auth.tenant_id,
-            &AuditFilter::default(),
-            0,
-            100,
-        )
-        .await
-        .expect("audit");
+        let rows = h
+            .store
+            .in_tenant(h.auth.tenant_id, async |tx| {
+                audit::query(tx, h.auth.tenant_id, &AuditFilter::default(), 0, 100).await
+            })
+            .await
+            .expect("audit");
         let trail: Vec<_> = rows
             .iter()
             .map(|r| (r.actor.as_str(), r.action.as_str(), r.outcome))
@@ -148,7 +146,12 @@ async fn an_ra_officer_request_waits_for_approval_and_then_issues_once() {
         assert!(trail.contains(&("rachel", "certs.issue", Outcome::Allowed)));
         assert!(trail.contains(&("oscar", "approvals.approve", Outcome::Allowed)));
         assert!(matches!(
-            audit::verify(h.store.conn(), h.auth.tenant_id)
+            h.store
+                .in_tenant(h.auth.tenant_id, async |tx| audit::verify(
+                    tx,
+                    h.auth.tenant_id
+                )
+                .await)
                 .await
                 .expect("verify"),
             Verification::Intact { .. }
@@ -200,18 +203,16 @@ async fn the_requester_cannot_approve_their_own_request() {
         );
         assert_eq!(status_of(&h, requested.id).await, ApprovalStatus::Pending);
         assert_eq!(h.certificate_count().await, 0);
-        let denied = audit::query(
-            h.store.conn(),
-            h.auth.tenant_id,
-            &AuditFilter::default(),
-            0,
-            100,
-        )
-        .await
-        .expect("audit")
-        .into_iter()
-        .filter(|r| r.outcome == Outcome::Denied && r.action == "approvals.approve")
-        .count();
+        let denied = h
+            .store
+            .in_tenant(h.auth.tenant_id, async |tx| {
+                audit::query(tx, h.auth.tenant_id, &AuditFilter::default(), 0, 100).await
+            })
+            .await
+            .expect("audit")
+            .into_iter()
+            .filter(|r| r.outcome == Outcome::Denied && r.action == "approvals.approve")
+            .count();
         assert_eq!(denied, 1, "the refusal is audited");
         // A second person may.
         h.issuance

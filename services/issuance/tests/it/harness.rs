@@ -117,22 +117,23 @@ impl Harness {
     }
 
     pub async fn certificate_count(&self) -> u64 {
-        certmesh_store::certificates::count(self.store.conn(), self.auth.tenant_id)
+        self.store
+            .in_tenant(self.auth.tenant_id, async |tx| {
+                certmesh_store::certificates::count(tx, self.auth.tenant_id).await
+            })
             .await
             .expect("count")
     }
 
     pub async fn events(&self, event_type: &str) -> Vec<serde_json::Value> {
-        certmesh_store::outbox::list(
-            self.store.conn(),
-            self.auth.tenant_id,
-            Some(event_type),
-            1000,
-        )
-        .await
-        .expect("outbox")
-        .into_iter()
-        .map(|e| e.payload)
-        .collect()
+        self.store
+            .in_tenant(self.auth.tenant_id, async |tx| {
+                certmesh_store::outbox::list(tx, self.auth.tenant_id, Some(event_type), 1000).await
+            })
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|e| e.payload)
+            .collect()
     }
 }

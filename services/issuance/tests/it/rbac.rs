@@ -231,20 +231,22 @@ async fn every_rpc_enforces_the_matrix_for_every_role_and_audits_refusals() {
         // An ra-officer requests, never issues: its Issue above was held, not signed.
         assert!(!Role::RaOfficer.grants(Permission::CertsIssue));
         assert!(Role::RaOfficer.grants(Permission::CertsRequest));
-        let denied = audit::query(
-            h.store.conn(),
-            h.auth.tenant_id,
-            &AuditFilter::default(),
-            0,
-            1000,
-        )
-        .await
-        .expect("audit")
-        .into_iter()
-        .filter(|r| r.outcome == Outcome::Denied)
-        .count();
+        let denied = h
+            .store
+            .in_tenant(h.auth.tenant_id, async |tx| {
+                audit::query(tx, h.auth.tenant_id, &AuditFilter::default(), 0, 1000).await
+            })
+            .await
+            .expect("audit")
+            .into_iter()
+            .filter(|r| r.outcome == Outcome::Denied)
+            .count();
         assert_eq!(denied, refusals, "every refusal is audited");
-        let verification = audit::verify(h.store.conn(), h.auth.tenant_id)
+        let verification = h
+            .store
+            .in_tenant(h.auth.tenant_id, async |tx| {
+                audit::verify(tx, h.auth.tenant_id).await
+            })
             .await
             .expect("verify");
         assert!(
@@ -268,15 +270,13 @@ async fn state_changes_and_profile_denials_are_in_the_audit_trail() {
             .issue(&h.auth, h.command(csr(&["a.evil.test"]), "web"))
             .await
             .expect_err("denied");
-        let rows = audit::query(
-            h.store.conn(),
-            h.auth.tenant_id,
-            &AuditFilter::default(),
-            0,
-            100,
-        )
-        .await
-        .expect("audit");
+        let rows = h
+            .store
+            .in_tenant(h.auth.tenant_id, async |tx| {
+                audit::query(tx, h.auth.tenant_id, &AuditFilter::default(), 0, 100).await
+            })
+            .await
+            .expect("audit");
         let summary: Vec<_> = rows
             .iter()
             .map(|r| (r.action.as_str(), r.outcome, r.resource.clone()))
@@ -303,7 +303,12 @@ async fn state_changes_and_profile_denials_are_in_the_audit_trail() {
         );
         assert_eq!(rows[2].details["rule"], "permitted_dns_suffixes");
         assert!(matches!(
-            audit::verify(h.store.conn(), h.auth.tenant_id)
+            h.store
+                .in_tenant(h.auth.tenant_id, async |tx| audit::verify(
+                    tx,
+                    h.auth.tenant_id
+                )
+                .await)
                 .await
                 .expect("verify"),
             Verification::Intact { rows: 3 }

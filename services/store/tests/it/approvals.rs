@@ -42,7 +42,7 @@ fn approve(by: &str, serial: &str) -> Decision {
 async fn an_approval_is_decided_once_and_only_in_its_tenant() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let beta = tenant(&db, "beta").await;
         let stored = approvals::create(c, &pending(acme, Some("k1")))
@@ -120,7 +120,7 @@ async fn an_approval_is_decided_once_and_only_in_its_tenant() {
 async fn a_pending_approval_expires_at_its_deadline() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let stored = approvals::create(c, &pending(acme, None))
             .await

@@ -23,7 +23,7 @@ fn new_ca(tenant_id: TenantId, name: &str, parent_id: Option<CaId>) -> NewCa {
 async fn insert_get_by_name_duplicate() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let root = cas::insert(c, new_ca(acme, "root", None), t0())
             .await
@@ -78,7 +78,7 @@ async fn duplicate_inside_transaction_keeps_it_usable() {
     for db in each_backend().await {
         let b = db.backend();
         let acme = tenant(&db, "acme").await;
-        let txn = db.store.begin().await.expect("begin");
+        let txn = db.store.begin_tenant(acme).await.expect("begin");
         cas::insert(&txn, new_ca(acme, "root", None), t0())
             .await
             .expect("insert");
@@ -89,7 +89,7 @@ async fn duplicate_inside_transaction_keeps_it_usable() {
             .expect("transaction still usable after a conflict");
         txn.commit().await.expect("commit");
         assert!(
-            cas::by_name(db.store.conn(), acme, "other")
+            cas::by_name(db.owner(), acme, "other")
                 .await
                 .expect("get")
                 .is_some()

@@ -28,7 +28,7 @@ fn cert(tenant_id: TenantId, serial: &str, created_secs: i64) -> CertificateReco
 async fn insert_get_conflict_scoping() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let mut rec = cert(acme, "0a1b", 0);
         certificates::insert(c, &rec).await.expect("insert");
@@ -80,7 +80,7 @@ async fn insert_get_conflict_scoping() {
 async fn list_paginates_with_cursors() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let globex = tenant(&db, "globex").await;
         // 7 rows; several share a created_at so the serial breaks ties.

@@ -9,7 +9,7 @@ use crate::{t0, tenant};
 async fn claim_then_existing_then_complete() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let first = idempotency::claim(c, acme, "k1", "h1", t0())
             .await
@@ -79,7 +79,7 @@ async fn concurrent_claims_yield_one_fresh() {
         for i in 0..16 {
             let store = db.store.clone();
             tasks.push(tokio::spawn(async move {
-                let txn = store.begin().await?;
+                let txn = store.begin_tenant(acme).await?;
                 let claim = idempotency::claim(&txn, acme, "same", &format!("h{i}"), t0()).await?;
                 if claim == Claim::Fresh {
                     // Hold the claim a moment so the others really contend on it.

@@ -9,6 +9,7 @@ mod idempotency;
 mod migrations;
 mod outbox;
 mod profiles;
+mod rls;
 mod tenants;
 mod tokens;
 
@@ -28,7 +29,7 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 
 /// A fresh tenant in `db`.
 pub async fn tenant(db: &TestDb, name: &str) -> TenantId {
-    certmesh_store::tenants::ensure(db.store.conn(), name, t0())
+    certmesh_store::tenants::ensure(db.owner(), name, t0())
         .await
         .expect("ensure tenant")
 }

@@ -22,7 +22,7 @@ async fn table_count(db: &certmesh_store::testing::TestDb) -> i64 {
         .store
         .conn()
         .query_one_raw(sea_orm::Statement::from_string(
-            db.store.conn().get_database_backend(),
+            db.owner().get_database_backend(),
             sql,
         ))
         .await
@@ -39,7 +39,7 @@ async fn apply_reapply_down_up() {
         let tenant_id = tenant(&db, "acme").await;
         db.store.migrate().await.expect("re-apply is a no-op");
         assert_eq!(
-            certmesh_store::tenants::by_name(db.store.conn(), "acme")
+            certmesh_store::tenants::by_name(db.owner(), "acme")
                 .await
                 .expect("by_name"),
             Some(tenant_id),
@@ -53,7 +53,7 @@ async fn apply_reapply_down_up() {
             8,
             "{b:?}: all tables after up again"
         );
-        certmesh_store::tenants::ensure(db.store.conn(), "acme", t0())
+        certmesh_store::tenants::ensure(db.owner(), "acme", t0())
             .await
             .expect("usable after up again");
     }
@@ -62,7 +62,7 @@ async fn apply_reapply_down_up() {
 #[tokio::test]
 async fn sqlite_pragmas_and_memory_store() {
     let db = certmesh_store::testing::sqlite().await;
-    let c = db.store.conn();
+    let c = db.owner();
     for (pragma, want) in [
         ("journal_mode", "wal"),
         ("foreign_keys", "1"),

@@ -10,7 +10,7 @@ use crate::{at, tenant};
 async fn append_and_list_oldest_first() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let globex = tenant(&db, "globex").await;
         let e1 = outbox::append(c, acme, "ca.issue", "01", json!({"n": 1}), at(1))

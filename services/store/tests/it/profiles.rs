@@ -10,7 +10,7 @@ use crate::{at, tenant};
 async fn versions_are_numbered_and_immutable() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         for n in 1..=3u32 {
             let v = profiles::create_version(c, acme, "web", json!({"ttl_days": n}), at(n.into()))
@@ -80,7 +80,11 @@ async fn concurrent_create_version_yields_distinct_versions() {
         for i in 0..8u32 {
             let store = db.store.clone();
             tasks.push(tokio::spawn(async move {
-                profiles::create_version(store.conn(), acme, "race", json!({"i": i}), at(0)).await
+                store
+                    .in_tenant(acme, async |tx| {
+                        profiles::create_version(tx, acme, "race", json!({"i": i}), at(0)).await
+                    })
+                    .await
             }));
         }
         let mut versions = Vec::new();
@@ -89,7 +93,7 @@ async fn concurrent_create_version_yields_distinct_versions() {
         }
         versions.sort_unstable();
         assert_eq!(versions, (1..=8).collect::<Vec<_>>(), "{b:?}");
-        let latest = profiles::latest(db.store.conn(), acme, "race")
+        let latest = profiles::latest(db.owner(), acme, "race")
             .await
             .expect("latest");
         assert_eq!(latest.map(|l| l.version), Some(8));
@@ -100,13 +104,13 @@ async fn concurrent_create_version_yields_distinct_versions() {
 async fn create_version_inside_caller_transaction() {
     for db in each_backend().await {
         let acme = tenant(&db, "acme").await;
-        let txn = db.store.begin().await.expect("begin");
+        let txn = db.store.begin_tenant(acme).await.expect("begin");
         profiles::create_version(&txn, acme, "tx", json!({}), at(0))
             .await
             .expect("create");
         txn.rollback().await.expect("rollback");
         assert_eq!(
-            profiles::latest(db.store.conn(), acme, "tx")
+            profiles::latest(db.owner(), acme, "tx")
                 .await
                 .expect("latest"),
             None,

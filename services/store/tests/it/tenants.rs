@@ -8,7 +8,7 @@ use crate::t0;
 #[tokio::test]
 async fn ensure_is_idempotent() {
     for db in each_backend().await {
-        let c = db.store.conn();
+        let c = db.owner();
         assert_eq!(tenants::by_name(c, "acme").await.expect("by_name"), None);
         let a = tenants::ensure(c, "acme", t0()).await.expect("ensure");
         let again = tenants::ensure(c, "acme", t0())

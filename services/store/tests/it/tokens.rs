@@ -10,7 +10,7 @@ use crate::{at, t0, tenant};
 async fn create_verify_unknown_revoked() {
     for db in each_backend().await {
         let b = db.backend();
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let roles = vec!["operator".to_string()];
         let ci = principals::create(c, acme, "ci-bot", "service", &roles, t0())
@@ -23,7 +23,7 @@ async fn create_verify_unknown_revoked() {
         assert_eq!(plaintext.len(), 4 + 64);
         assert!(plaintext[4..].chars().all(|ch| ch.is_ascii_hexdigit()));
 
-        let p = tokens::verify(c, &plaintext, t0())
+        let p = tokens::verify(&db.store, &plaintext, t0())
             .await
             .expect("verify")
             .expect("known");
@@ -37,11 +37,15 @@ async fn create_verify_unknown_revoked() {
 
         let unknown = format!("cmt_{}", "0".repeat(64));
         assert_eq!(
-            tokens::verify(c, &unknown, t0()).await.expect("verify"),
+            tokens::verify(&db.store, &unknown, t0())
+                .await
+                .expect("verify"),
             None
         );
         assert_eq!(
-            tokens::verify(c, "garbage", t0()).await.expect("verify"),
+            tokens::verify(&db.store, "garbage", t0())
+                .await
+                .expect("verify"),
             None
         );
 
@@ -70,7 +74,9 @@ async fn create_verify_unknown_revoked() {
             .await
             .expect("revoke twice is fine");
         assert_eq!(
-            tokens::verify(c, &plaintext, at(3)).await.expect("verify"),
+            tokens::verify(&db.store, &plaintext, at(3))
+                .await
+                .expect("verify"),
             None,
             "{b:?}"
         );
@@ -85,7 +91,7 @@ async fn create_verify_unknown_revoked() {
 #[tokio::test]
 async fn tokens_expire_rotate_and_list_without_secrets() {
     for db in each_backend().await {
-        let c = db.store.conn();
+        let c = db.owner();
         let acme = tenant(&db, "acme").await;
         let roles = vec!["viewer".to_string()];
         let bot = principals::create(c, acme, "bot", "service", &roles, t0())
@@ -103,13 +109,13 @@ async fn tokens_expire_rotate_and_list_without_secrets() {
             .await
             .expect("new");
         assert!(
-            tokens::verify(c, &old, at(20))
+            tokens::verify(&db.store, &old, at(20))
                 .await
                 .expect("verify")
                 .is_some()
         );
         assert!(
-            tokens::verify(c, &new, at(20))
+            tokens::verify(&db.store, &new, at(20))
                 .await
                 .expect("verify")
                 .is_some()
@@ -118,13 +124,13 @@ async fn tokens_expire_rotate_and_list_without_secrets() {
             .await
             .expect("revoke");
         assert!(
-            tokens::verify(c, &old, at(31))
+            tokens::verify(&db.store, &old, at(31))
                 .await
                 .expect("verify")
                 .is_none()
         );
         assert!(
-            tokens::verify(c, &new, at(31))
+            tokens::verify(&db.store, &new, at(31))
                 .await
                 .expect("verify")
                 .is_some()
@@ -134,13 +140,13 @@ async fn tokens_expire_rotate_and_list_without_secrets() {
             .await
             .expect("short");
         assert!(
-            tokens::verify(c, &short, at(49))
+            tokens::verify(&db.store, &short, at(49))
                 .await
                 .expect("verify")
                 .is_some()
         );
         assert!(
-            tokens::verify(c, &short, at(50))
+            tokens::verify(&db.store, &short, at(50))
                 .await
                 .expect("verify")
                 .is_none()
