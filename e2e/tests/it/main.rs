@@ -11,3 +11,4 @@ mod listener;
 mod rbac;
 mod split_postgres;
 mod support;
+mod tenancy;

@@ -183,9 +183,9 @@ impl Issuance {
         let store = &self.deps.store;
         let tenant = auth.tenant_id;
         let hash = cmd.request_hash();
-        self.deps.builtin.ready(tenant).await?;
-
         let now = self.deps.clock.now();
+        self.deps.builtin.ready(tenant, now).await?;
+
         let job = SignJob {
             csr: cmd.csr.clone(),
             serial: Serial::random(),

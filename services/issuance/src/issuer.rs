@@ -53,6 +53,8 @@ pub trait Issuer: Send + Sync + std::fmt::Debug {
     async fn issue(&self, request: SignRequest<'_>) -> Result<Issued, IssuanceError>;
 }
 
+/// Label of a built-in CA created on a tenant's first issuance ("certmesh Root CA", …).
+pub const DEFAULT_LABEL: &str = "certmesh";
 /// Name of the built-in root CA row.
 pub const ROOT_NAME: &str = "builtin-root";
 /// Name of the built-in issuing CA row.
@@ -84,21 +86,28 @@ impl BuiltinCa {
         }
     }
 
-    /// Make sure the tenant's issuing CA is open. Reads the store; call it outside any
-    /// transaction.
-    pub async fn ready(&self, tenant: TenantId) -> Result<(), IssuanceError> {
-        if self.loaded.read().await.contains_key(&tenant) {
+    /// Make sure the tenant's issuing CA is open, creating the tenant's built-in CA on its
+    /// first issuance (as [`BuiltinCa::bootstrap`] at start-up does for `--tenant`), so every
+    /// tenant can issue without a restart. Reads the store; call it outside any transaction.
+    pub async fn ready(&self, tenant: TenantId, now: DateTime<Utc>) -> Result<(), IssuanceError> {
+        if self.loaded.read().await.contains_key(&tenant) || self.load(tenant).await? {
             return Ok(());
         }
-        let issuing = self
+        self.bootstrap(tenant, DEFAULT_LABEL, now).await?;
+        Ok(())
+    }
+
+    /// Open the tenant's issuing CA from its row; `false` if it has none yet.
+    async fn load(&self, tenant: TenantId) -> Result<bool, IssuanceError> {
+        let Some(issuing) = self
             .store
             .in_tenant(tenant, async |tx| {
                 cas::by_name(tx, tenant, ISSUING_NAME).await
             })
             .await?
-            .ok_or_else(|| {
-                IssuanceError::CaNotReady("the built-in CA has not been bootstrapped".into())
-            })?;
+        else {
+            return Ok(false);
+        };
         let signer = self.open_key(&issuing.key_ref).await?;
         let cert = Certificate::from_der(issuing.certificate_der)?;
         let chain_pem = pem_bundle(std::slice::from_ref(&cert));
@@ -109,7 +118,7 @@ impl BuiltinCa {
             chain_pem,
         });
         self.loaded.write().await.insert(tenant, loaded);
-        Ok(())
+        Ok(true)
     }
 
     async fn open_key(
@@ -167,7 +176,11 @@ impl BuiltinCa {
             )
             .await?;
         }
-        self.ready(tenant).await?;
+        if !self.load(tenant).await? {
+            return Err(IssuanceError::CaNotReady(
+                "the built-in issuing CA vanished after its creation".into(),
+            ));
+        }
         Ok(root_cert)
     }
 

@@ -182,3 +182,46 @@ async fn certificates_page_in_order_and_stay_in_their_tenant() {
         assert!(matches!(err, IssuanceError::SerialInvalid { .. }));
     }
 }
+
+#[tokio::test]
+async fn a_new_tenant_gets_its_own_built_in_ca_on_its_first_issuance() {
+    for h in each_backend().await {
+        let b = h.store.backend();
+        h.profile("web", web_spec()).await;
+        let first = h
+            .issuance
+            .issue(&h.auth, h.command(csr(&["a.example.com"]), "web"))
+            .await
+            .expect("issued in the bootstrapped tenant")
+            .record;
+        let globex = certmesh_store::tenants::ensure(h.store.conn(), "globex", start())
+            .await
+            .expect("tenant");
+        let other = certmesh_kit::auth::AuthContext {
+            tenant_id: globex,
+            ..h.auth.clone()
+        };
+        h.issuance
+            .create_profile(&other, "web", Some(web_spec()))
+            .await
+            .expect("profile");
+        let theirs = h
+            .issuance
+            .issue(&other, h.command(csr(&["b.example.com"]), "web"))
+            .await
+            .expect("a tenant without a CA issues: its built-in CA is made on first use")
+            .record;
+        assert_ne!(
+            theirs.issuer_ca_id, first.issuer_ca_id,
+            "{b:?}: one CA per tenant"
+        );
+        assert_ne!(theirs.chain_pem, first.chain_pem, "{b:?}");
+        let again = h
+            .issuance
+            .issue(&other, h.command(csr(&["c.example.com"]), "web"))
+            .await
+            .expect("second issuance")
+            .record;
+        assert_eq!(again.issuer_ca_id, theirs.issuer_ca_id, "{b:?}: made once");
+    }
+}
