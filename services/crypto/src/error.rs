@@ -5,6 +5,8 @@
 
 use std::io;
 
+use crate::ca_checks::CaCheckError;
+
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, CryptoError>;
 
@@ -81,6 +83,13 @@ pub enum CryptoError {
         /// What was wrong.
         detail: String,
     },
+    /// A CA certificate could not be built as asked because an RFC 5280 rule refuses it (e.g.
+    /// an invalid dNSName subtree in a template).
+    #[error(transparent)]
+    CaCheck(#[from] CaCheckError),
+    /// A ceremony approval signature does not verify with the approver's key.
+    #[error("ceremony signature does not verify")]
+    CeremonySignatureInvalid,
     /// A file-system operation failed.
     #[error("I/O error: {context}")]
     Io {

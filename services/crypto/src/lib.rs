@@ -4,9 +4,13 @@
 //! certmesh crate imports rcgen, x509-parser, ring or key types. Callers get parsed, verified
 //! domain types ([`csr::Csr`], [`cert::Certificate`], [`serial::Serial`]) and sign through the
 //! [`keys::Signer`] / [`keys::KeyBackend`] traits, behind which software, HSM and KMS keys plug in.
+//! The RFC 5280 rules of a CA hierarchy are in [`ca_checks`]; ceremony approver keys and their
+//! signatures in [`ceremony`].
 //!
 //! Time is never read here: every validity period comes in from the caller.
 
+pub mod ca_checks;
+pub mod ceremony;
 pub mod cert;
 pub mod csr;
 pub mod digest;

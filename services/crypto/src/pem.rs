@@ -3,6 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use x509_parser::pem::Pem;
+use zeroize::Zeroizing;
 
 use crate::error::{CryptoError, Result};
 
@@ -28,6 +29,38 @@ fn check_label(pem: &Pem, labels: &[&str]) -> Result<()> {
             pem.label
         ),
     })
+}
+
+/// Decodes the first block of `text` labelled with one of `labels`, skipping other blocks (such
+/// as the `EC PARAMETERS` that `openssl ecparam -genkey` writes first); returns the label and
+/// the DER. For private keys: the base64 text and the DER are wiped when dropped.
+pub(crate) fn decode_secret<'l>(
+    text: &str,
+    labels: &[&'l str],
+) -> Result<(&'l str, Zeroizing<Vec<u8>>)> {
+    let malformed = |detail: String| CryptoError::MalformedPem { detail };
+    let (start, label) = labels
+        .iter()
+        .filter_map(|l| text.find(&format!("-----BEGIN {l}-----")).map(|i| (i, *l)))
+        .min()
+        .ok_or_else(|| malformed(format!("no {} PEM block found", labels.join(" or "))))?;
+    let body = &text[start + "-----BEGIN -----".len() + label.len()..];
+    let end = body
+        .find(&format!("-----END {label}-----"))
+        .ok_or_else(|| malformed(format!("the {label} PEM block has no end line")))?;
+    let b64: Zeroizing<String> = Zeroizing::new(
+        body[..end]
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect(),
+    );
+    let mut der = Zeroizing::new(Vec::with_capacity(b64.len() * 3 / 4));
+    STANDARD.decode_vec(b64.as_bytes(), &mut der).map_err(|_| {
+        malformed(format!(
+            "the {label} PEM block is not plain base64 (encrypted keys are not supported)"
+        ))
+    })?;
+    Ok((label, der))
 }
 
 /// Encodes `der` as PEM with `label`, 64-character lines and a trailing newline.
@@ -58,6 +91,23 @@ mod tests {
         let text = encode("CERTIFICATE", &der);
         assert!(text.lines().all(|l| l.len() <= 64));
         assert_eq!(decode(&text, &["CERTIFICATE"]).expect("decodes"), der);
+    }
+
+    #[test]
+    fn secret_blocks_are_found_among_others() {
+        let text = format!(
+            "junk\n{}{}",
+            encode("EC PARAMETERS", b"params"),
+            encode("EC PRIVATE KEY", b"key")
+        );
+        let (label, der) =
+            decode_secret(&text, &["PRIVATE KEY", "EC PRIVATE KEY"]).expect("decodes");
+        assert_eq!((label, der.as_slice()), ("EC PRIVATE KEY", &b"key"[..]));
+        assert!(decode_secret(&encode("ENCRYPTED PRIVATE KEY", b"x"), &["PRIVATE KEY"]).is_err());
+        let cut = encode("PRIVATE KEY", b"x").replace("-----END PRIVATE KEY-----\n", "");
+        assert!(decode_secret(&cut, &["PRIVATE KEY"]).is_err());
+        let headers = "-----BEGIN PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(decode_secret(headers, &["PRIVATE KEY"]).is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Content follows RFC 5280: key identifiers by §4.2.1.2 method 1 (SHA-1 of the key bits),
 //! authorityKeyIdentifier = issuer's subjectKeyIdentifier (§4.2.1.1), critical keyUsage
-//! (§4.2.1.3), critical basicConstraints (§4.2.1.9), SAN critical when the subject is empty
+//! (§4.2.1.3), critical basicConstraints (§4.2.1.9), critical nameConstraints with dNSName
+//! subtrees when a CA template has any (§4.2.1.10), SAN critical when the subject is empty
 //! (§4.2.1.6, done by rcgen).
 
 use std::cell::RefCell;
@@ -14,13 +15,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SigningKey,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, NameConstraints, PublicKeyData,
+    SanType, SerialNumber, SigningKey,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 
 use super::Certificate;
+use crate::ca_checks::{CaCheckError, normalize_dns_subtree};
 use crate::csr::{Csr, ExtendedKeyUsage, KeyAlgorithm};
 use crate::error::{CryptoError, Result};
 use crate::keys::{KeySpec, Signer};
@@ -58,12 +61,19 @@ pub struct CaTemplate {
     pub not_after: DateTime<Utc>,
     /// basicConstraints pathLenConstraint; `None` is unconstrained.
     pub path_len: Option<u8>,
+    /// Permitted dNSName subtrees (`example.com`: it and its subdomains; `.example.com`:
+    /// subdomains only). Written lower-cased without a trailing dot; an invalid subtree fails
+    /// with [`CaCheckError::InvalidDnsSubtree`].
+    pub permitted_dns: Vec<String>,
+    /// Excluded dNSName subtrees, same form. The critical nameConstraints extension is emitted
+    /// only when this or `permitted_dns` is non-empty.
+    pub excluded_dns: Vec<String>,
 }
 
 /// A CA ready to sign: its certificate plus its signer, built once and shared.
 pub struct IssuingCa {
-    cert: Certificate,
-    issuer: Issuer<'static, SignerKey>,
+    pub(super) cert: Certificate,
+    pub(super) issuer: Issuer<'static, SignerKey>,
 }
 
 impl IssuingCa {
@@ -161,20 +171,48 @@ fn ca_params(t: &CaTemplate, key: &SubjectKey) -> Result<CertificateParams> {
             .distinguished_name
             .push(DnType::OrganizationName, org.as_str());
     }
-    params.is_ca = IsCa::Ca(match t.path_len {
-        Some(n) => BasicConstraints::Constrained(n),
-        None => BasicConstraints::Unconstrained,
-    });
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
+    params.is_ca = ca_basic_constraints(t.path_len);
+    params.key_usages = CA_KEY_USAGES.to_vec();
     params.key_identifier_method = KeyIdMethod::PreSpecified(key.key_id());
+    params.name_constraints = dns_name_constraints(&t.permitted_dns, &t.excluded_dns)?;
     Ok(params)
 }
 
-fn base_params(
+/// RFC 5280 §4.2.1.3: a CA key signs certificates and CRLs (and OCSP responses directly).
+pub(super) const CA_KEY_USAGES: [KeyUsagePurpose; 3] = [
+    KeyUsagePurpose::DigitalSignature,
+    KeyUsagePurpose::KeyCertSign,
+    KeyUsagePurpose::CrlSign,
+];
+
+pub(super) fn ca_basic_constraints(path_len: Option<u8>) -> IsCa {
+    IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    })
+}
+
+/// RFC 5280 §4.2.1.10; `None` (no extension) when both lists are empty, as an empty
+/// nameConstraints is not allowed.
+fn dns_name_constraints(
+    permitted: &[String],
+    excluded: &[String],
+) -> Result<Option<NameConstraints>> {
+    if permitted.is_empty() && excluded.is_empty() {
+        return Ok(None);
+    }
+    let subtrees = |list: &[String]| {
+        list.iter()
+            .map(|s| normalize_dns_subtree(s).map(GeneralSubtree::DnsName))
+            .collect::<std::result::Result<Vec<_>, CaCheckError>>()
+    };
+    Ok(Some(NameConstraints {
+        permitted_subtrees: subtrees(permitted)?,
+        excluded_subtrees: subtrees(excluded)?,
+    }))
+}
+
+pub(super) fn base_params(
     serial: &Serial,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
@@ -251,7 +289,7 @@ fn rcgen_eku(eku: ExtendedKeyUsage) -> ExtendedKeyUsagePurpose {
 }
 
 /// rcgen panics on an RDN without attributes and refuses multi-valued RDNs; check first.
-fn check_single_valued_rdns(der: &[u8]) -> Result<()> {
+pub(super) fn check_single_valued_rdns(der: &[u8]) -> Result<()> {
     let (_, x509) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| {
         CryptoError::MalformedCertificate {
             detail: e.to_string(),
@@ -266,7 +304,7 @@ fn check_single_valued_rdns(der: &[u8]) -> Result<()> {
     }
 }
 
-fn signing(detail: &str) -> CryptoError {
+pub(super) fn signing(detail: &str) -> CryptoError {
     CryptoError::Signing {
         detail: detail.to_owned(),
     }
@@ -279,7 +317,7 @@ thread_local! {
 }
 
 /// Runs an rcgen build-and-sign and parses the result into a [`Certificate`].
-fn sign(
+pub(super) fn sign(
     build: impl FnOnce() -> std::result::Result<rcgen::Certificate, rcgen::Error>,
 ) -> Result<Certificate> {
     SIGNER_ERROR.with(|slot| slot.borrow_mut().take());
@@ -292,7 +330,7 @@ fn sign(
 }
 
 /// Adapts a [`Signer`] to rcgen's signing traits.
-struct SignerKey {
+pub(super) struct SignerKey {
     signer: Arc<dyn Signer>,
     public: SubjectKey,
 }

@@ -2,7 +2,7 @@
 //! [`self_signed_root`]).
 //!
 //! A [`Certificate`] owns its DER and the few fields the rest of certmesh reads (serial,
-//! validity, names, fingerprint), extracted once at construction.
+//! validity, names, fingerprint, CA constraints), extracted once at construction.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -17,8 +17,11 @@ use crate::digest::sha256_hex;
 use crate::error::{CryptoError, Result};
 use crate::serial::Serial;
 
+mod constraints;
+mod cross;
 mod issue;
 
+pub use constraints::{BasicConstraintsInfo, NameConstraints};
 pub use issue::{CaTemplate, IssuingCa, LeafTemplate, self_signed_root};
 
 /// A parsed X.509 certificate: its DER plus a summary of what certmesh reads from it.
@@ -30,10 +33,15 @@ pub struct Certificate {
     not_after: DateTime<Utc>,
     subject: String,
     issuer: String,
+    subject_der: Vec<u8>,
+    issuer_der: Vec<u8>,
     sans: Vec<String>,
+    dns_names: Vec<String>,
+    ip_addresses: Vec<IpAddr>,
     fingerprint: String,
     spki: Vec<u8>,
-    is_ca: bool,
+    basic_constraints: Option<BasicConstraintsInfo>,
+    name_constraints: NameConstraints,
     subject_key_id: Option<Vec<u8>>,
     authority_key_id: Option<Vec<u8>>,
 }
@@ -52,15 +60,21 @@ impl Certificate {
             return Err(malformed("trailing data after the certificate"));
         }
         let (subject_key_id, authority_key_id) = key_ids(&x509);
+        let names = san_entries(&x509)?;
         let summary = Summary {
             serial: Serial::from_der_content(x509.tbs_certificate.raw_serial()),
             not_before: to_chrono(&x509.validity().not_before)?,
             not_after: to_chrono(&x509.validity().not_after)?,
             subject: x509.subject().to_string(),
             issuer: x509.issuer().to_string(),
-            sans: sans(&x509)?,
+            subject_der: x509.subject().as_raw().to_vec(),
+            issuer_der: x509.issuer().as_raw().to_vec(),
+            sans: names.iter().map(SanEntry::render).collect(),
+            dns_names: names.iter().filter_map(SanEntry::dns).collect(),
+            ip_addresses: names.iter().filter_map(SanEntry::ip).collect(),
             spki: x509.public_key().raw.to_vec(),
-            is_ca: is_ca(&x509)?,
+            basic_constraints: constraints::basic_constraints(&x509)?,
+            name_constraints: constraints::name_constraints(&x509)?,
         };
         Ok(Certificate {
             fingerprint: sha256_hex(&der),
@@ -70,9 +84,14 @@ impl Certificate {
             not_after: summary.not_after,
             subject: summary.subject,
             issuer: summary.issuer,
+            subject_der: summary.subject_der,
+            issuer_der: summary.issuer_der,
             sans: summary.sans,
+            dns_names: summary.dns_names,
+            ip_addresses: summary.ip_addresses,
             spki: summary.spki,
-            is_ca: summary.is_ca,
+            basic_constraints: summary.basic_constraints,
+            name_constraints: summary.name_constraints,
             subject_key_id,
             authority_key_id,
         })
@@ -118,10 +137,31 @@ impl Certificate {
         &self.issuer
     }
 
+    /// The DER encoding of the subject Name, as in the certificate (for exact comparison:
+    /// RFC 5280 §7.1 name chaining is done on these bytes by most verifiers).
+    pub fn subject_der(&self) -> &[u8] {
+        &self.subject_der
+    }
+
+    /// The DER encoding of the issuer Name, as in the certificate.
+    pub fn issuer_der(&self) -> &[u8] {
+        &self.issuer_der
+    }
+
     /// Subject alternative names as displayed: `"example.com"`, `"192.0.2.1"`; other types
     /// prefixed (`"email:..."`, `"uri:..."`).
     pub fn sans(&self) -> &[String] {
         &self.sans
+    }
+
+    /// The dNSName entries of the subjectAltName, in order.
+    pub fn dns_names(&self) -> &[String] {
+        &self.dns_names
+    }
+
+    /// The iPAddress entries of the subjectAltName, in order.
+    pub fn ip_addresses(&self) -> &[IpAddr] {
+        &self.ip_addresses
     }
 
     /// Lower-case hex SHA-256 of the DER.
@@ -136,7 +176,17 @@ impl Certificate {
 
     /// Whether basicConstraints says `CA:TRUE`.
     pub fn is_ca(&self) -> bool {
-        self.is_ca
+        self.basic_constraints.is_some_and(|bc| bc.ca)
+    }
+
+    /// The basicConstraints extension, if present.
+    pub fn basic_constraints(&self) -> Option<BasicConstraintsInfo> {
+        self.basic_constraints
+    }
+
+    /// The nameConstraints extension's dNSName subtrees (empty when absent).
+    pub fn name_constraints(&self) -> &NameConstraints {
+        &self.name_constraints
     }
 
     /// The subjectKeyIdentifier, if present.
@@ -178,50 +228,81 @@ struct Summary {
     not_after: DateTime<Utc>,
     subject: String,
     issuer: String,
+    subject_der: Vec<u8>,
+    issuer_der: Vec<u8>,
     sans: Vec<String>,
+    dns_names: Vec<String>,
+    ip_addresses: Vec<IpAddr>,
     spki: Vec<u8>,
-    is_ca: bool,
+    basic_constraints: Option<BasicConstraintsInfo>,
+    name_constraints: NameConstraints,
 }
 
 fn to_chrono(t: &ASN1Time) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp(t.timestamp(), 0).ok_or_else(|| malformed("validity out of range"))
 }
 
-fn is_ca(x509: &X509Certificate<'_>) -> Result<bool> {
-    let bc = x509.basic_constraints().map_err(malformed)?;
-    Ok(bc.is_some_and(|bc| bc.value.ca))
+/// One subjectAltName entry: the two kinds certmesh issues, or another rendered for display.
+enum SanEntry {
+    Dns(String),
+    Ip(IpAddr),
+    Other(String),
 }
 
-fn sans(x509: &X509Certificate<'_>) -> Result<Vec<String>> {
+impl SanEntry {
+    /// As displayed: `"example.com"`, `"192.0.2.1"`, other types prefixed (`"email:..."`).
+    fn render(&self) -> String {
+        match self {
+            SanEntry::Dns(dns) => dns.clone(),
+            SanEntry::Ip(ip) => ip.to_string(),
+            SanEntry::Other(other) => other.clone(),
+        }
+    }
+
+    fn dns(&self) -> Option<String> {
+        match self {
+            SanEntry::Dns(dns) => Some(dns.clone()),
+            SanEntry::Ip(_) | SanEntry::Other(_) => None,
+        }
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        match self {
+            SanEntry::Ip(ip) => Some(*ip),
+            SanEntry::Dns(_) | SanEntry::Other(_) => None,
+        }
+    }
+}
+
+fn san_entries(x509: &X509Certificate<'_>) -> Result<Vec<SanEntry>> {
     let Some(san) = x509.subject_alternative_name().map_err(malformed)? else {
         return Ok(Vec::new());
     };
-    san.value.general_names.iter().map(render_name).collect()
+    san.value.general_names.iter().map(san_entry).collect()
 }
 
-fn render_name(name: &GeneralName<'_>) -> Result<String> {
+fn san_entry(name: &GeneralName<'_>) -> Result<SanEntry> {
     Ok(match name {
-        GeneralName::DNSName(dns) => (*dns).to_owned(),
-        GeneralName::IPAddress(bytes) => render_ip(bytes)?,
-        GeneralName::RFC822Name(email) => format!("email:{email}"),
-        GeneralName::URI(uri) => format!("uri:{uri}"),
-        GeneralName::OtherName(oid, _) => format!("othername:{oid}"),
-        GeneralName::DirectoryName(dn) => format!("dirname:{dn}"),
-        GeneralName::RegisteredID(oid) => format!("rid:{oid}"),
-        GeneralName::X400Address(_) => "x400address".to_owned(),
-        GeneralName::EDIPartyName(_) => "edipartyname".to_owned(),
+        GeneralName::DNSName(dns) => SanEntry::Dns((*dns).to_owned()),
+        GeneralName::IPAddress(bytes) => SanEntry::Ip(parse_ip(bytes)?),
+        GeneralName::RFC822Name(email) => SanEntry::Other(format!("email:{email}")),
+        GeneralName::URI(uri) => SanEntry::Other(format!("uri:{uri}")),
+        GeneralName::OtherName(oid, _) => SanEntry::Other(format!("othername:{oid}")),
+        GeneralName::DirectoryName(dn) => SanEntry::Other(format!("dirname:{dn}")),
+        GeneralName::RegisteredID(oid) => SanEntry::Other(format!("rid:{oid}")),
+        GeneralName::X400Address(_) => SanEntry::Other("x400address".to_owned()),
+        GeneralName::EDIPartyName(_) => SanEntry::Other("edipartyname".to_owned()),
         GeneralName::Invalid(tag, _) => return Err(malformed(format!("invalid SAN entry {tag}"))),
     })
 }
 
-fn render_ip(bytes: &[u8]) -> Result<String> {
+fn parse_ip(bytes: &[u8]) -> Result<IpAddr> {
     let ip = match bytes.len() {
         4 => <[u8; 4]>::try_from(bytes).map(IpAddr::from).ok(),
         16 => <[u8; 16]>::try_from(bytes).map(IpAddr::from).ok(),
         _ => None,
     };
-    ip.map(|ip| ip.to_string())
-        .ok_or_else(|| malformed(format!("SAN IP address of {} bytes", bytes.len())))
+    ip.ok_or_else(|| malformed(format!("SAN IP address of {} bytes", bytes.len())))
 }
 
 fn key_ids(x509: &X509Certificate<'_>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
@@ -256,12 +337,11 @@ mod tests {
     }
 
     #[test]
-    fn ip_rendering() {
-        assert_eq!(render_ip(&[192, 0, 2, 1]).expect("v4"), "192.0.2.1");
-        assert_eq!(
-            render_ip(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).expect("v6"),
-            "2001:db8::1"
-        );
-        assert!(render_ip(&[1]).is_err());
+    fn ip_parsing() {
+        let v4 = parse_ip(&[192, 0, 2, 1]).expect("v4");
+        assert_eq!(SanEntry::Ip(v4).render(), "192.0.2.1");
+        let v6 = parse_ip(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(v6.expect("v6").to_string(), "2001:db8::1");
+        assert!(parse_ip(&[1]).is_err());
     }
 }

@@ -1,10 +1,16 @@
-//! Shared helpers: running openssl, making CSRs, fixed test times and a CA hierarchy.
+//! Shared helpers: running openssl and pkilint, making CSRs, fixed test times and a CA
+//! hierarchy.
+//!
+//! pkilint is required, as in e2e: `CERTMESH_PKILINT` (the Makefile sets it after `make tools`)
+//! or `lint_pkix_cert` on `PATH`; a missing linter fails the test rather than skipping it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::{env, fs};
 
-use certmesh_crypto::cert::{CaTemplate, Certificate, IssuingCa, self_signed_root};
+use certmesh_crypto::cert::{CaTemplate, Certificate, IssuingCa, LeafTemplate, self_signed_root};
+use certmesh_crypto::csr::{Csr, ExtendedKeyUsage};
 use certmesh_crypto::keys::{KeySpec, Signer, SoftwareSigner};
 use certmesh_crypto::serial::Serial;
 use chrono::{DateTime, TimeZone, Utc};
@@ -23,6 +29,46 @@ pub fn openssl(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// pkilint's `lint_pkix_cert`.
+fn pkilint_bin() -> PathBuf {
+    if let Some(path) = env::var_os("CERTMESH_PKILINT") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "CERTMESH_PKILINT={} does not exist: run `make tools`",
+            path.display()
+        );
+        return path;
+    }
+    env::split_paths(&env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("lint_pkix_cert"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "pkilint is required: run `make tools` and set \
+                 CERTMESH_PKILINT=<venv>/bin/lint_pkix_cert (the Makefile does)"
+            )
+        })
+}
+
+/// Lints `cert` with pkilint's RFC 5280 profile; panics on any WARNING, ERROR or FATAL finding.
+pub fn pkilint(dir: &Path, cert: &Certificate, what: &str) {
+    let path = dir.join(format!("{}.lint.pem", cert.fingerprint_sha256()));
+    fs::write(&path, cert.to_pem()).expect("write");
+    let out = Command::new(pkilint_bin())
+        .args(["lint", "--severity", "WARNING", "--document-format", "PEM"])
+        .arg(&path)
+        .output()
+        .expect("pkilint runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim().is_empty(),
+        "pkilint findings for {what} (status {}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// openssl `-newkey` arguments for each key type under test.
@@ -79,6 +125,8 @@ pub fn ca_template(cn: &str, path_len: Option<u8>) -> CaTemplate {
         not_before: at(2024, 1, 1),
         not_after: at(2060, 1, 1),
         path_len,
+        permitted_dns: Vec::new(),
+        excluded_dns: Vec::new(),
     }
 }
 
@@ -100,4 +148,61 @@ pub fn hierarchy() -> Hierarchy {
         .expect("intermediate");
     let intermediate = IssuingCa::new(inter, inter_key).expect("intermediate issuer");
     Hierarchy { root, intermediate }
+}
+
+/// `openssl verify -x509_strict` of `leaf` at [`VERIFY_AT`], trusting only `anchors` and
+/// building through `untrusted`; `Ok(output)` if it verifies, `Err(output)` if not.
+pub fn openssl_verify(
+    dir: &Path,
+    anchors: &[&Certificate],
+    untrusted: &[&Certificate],
+    leaf: &Certificate,
+) -> std::result::Result<String, String> {
+    let bundle = |certs: &[&Certificate]| certs.iter().map(|c| c.to_pem()).collect::<String>();
+    fs::write(dir.join("anchors.pem"), bundle(anchors)).expect("write");
+    fs::write(dir.join("untrusted.pem"), bundle(untrusted)).expect("write");
+    fs::write(dir.join("subject.pem"), leaf.to_pem()).expect("write");
+    let mut args = vec![
+        "verify",
+        "-x509_strict",
+        "-check_ss_sig",
+        "-attime",
+        VERIFY_AT,
+        "-CAfile",
+        "anchors.pem",
+    ];
+    if !untrusted.is_empty() {
+        args.extend(["-untrusted", "untrusted.pem"]);
+    }
+    args.push("subject.pem");
+    let out = Command::new("/usr/bin/openssl")
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && text.contains("subject.pem: OK") {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// A leaf for `dns` (P-256 key made by openssl), signed by `ca` without any policy check.
+pub fn leaf_for(dir: &Path, ca: &IssuingCa, dns: &str) -> Certificate {
+    let (_, p256) = KEY_TYPES[0];
+    let san = format!("subjectAltName=DNS:{dns}");
+    let pem = openssl_csr(dir, dns, p256, &format!("/CN={dns}"), &[&san]);
+    let t = LeafTemplate {
+        serial: Serial::random(),
+        not_before: at(2026, 1, 1),
+        not_after: at(2031, 1, 1),
+        ekus: vec![ExtendedKeyUsage::ServerAuth],
+    };
+    ca.sign_leaf(&Csr::from_pem(&pem).expect("csr"), &t)
+        .expect("leaf")
 }
