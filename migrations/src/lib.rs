@@ -5,7 +5,8 @@
 //! `uuid`, SQLite a 16-byte blob), `timestamptz` (SQLite RFC 3339 text), `bytea`/`blob`.
 //! Every table carries a `tenant_id` that references `tenants(id)`. No key material is stored:
 //! CA rows hold a key reference string only. On PostgreSQL every tenant table is also walled
-//! by row-level security for the role servers run as ([`APP_ROLE`]; see m0009).
+//! by row-level security for the role servers run as ([`APP_ROLE`]; see m0009), listed in
+//! [`TENANT_TABLES`].
 
 use sea_orm_migration::prelude::*;
 
@@ -18,8 +19,9 @@ mod m0006_principals;
 mod m0007_audit;
 mod m0008_approvals;
 mod m0009_row_level_security;
+mod m0010_ca_hierarchy;
 
-pub use m0009_row_level_security::{APP_ROLE, TENANT_TABLES};
+pub use m0009_row_level_security::APP_ROLE;
 pub use sea_orm_migration::MigratorTrait;
 
 /// Applies the certmesh schema; use [`MigratorTrait::up`] / [`MigratorTrait::down`].
@@ -38,8 +40,37 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_audit::Migration),
             Box::new(m0008_approvals::Migration),
             Box::new(m0009_row_level_security::Migration),
+            Box::new(m0010_ca_hierarchy::Migration),
         ]
     }
+}
+
+/// Every table that carries a `tenant_id`, each walled on PostgreSQL by row-level security and
+/// the `tenant_isolation` policy: m0009's tables, then those of later migrations.
+pub const TENANT_TABLES: &[&str] = &ALL_TENANT_TABLES;
+
+const ALL_TENANT_TABLES: [&str;
+    m0009_row_level_security::TENANT_TABLES.len() + m0010_ca_hierarchy::TENANT_TABLES.len()] =
+    concat(
+        m0009_row_level_security::TENANT_TABLES,
+        m0010_ca_hierarchy::TENANT_TABLES,
+    );
+
+/// `a` then `b`, at compile time (the length `N` must be their sum).
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    assert!(a.len() + b.len() == N, "concat: wrong length");
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[a.len() + j] = b[j];
+        j += 1;
+    }
+    out
 }
 
 /// A foreign key from the `tenant_id` column of `table` to `tenants(id)`, shared by every tenant-scoped table.
@@ -67,4 +98,24 @@ fn uuid(col: impl IntoIden) -> ColumnDef {
 /// A non-null `text` column.
 fn text(col: impl IntoIden) -> ColumnDef {
     ColumnDef::new(col).text().not_null().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::TENANT_TABLES;
+
+    #[test]
+    fn tenant_tables_are_the_union_of_each_migrations_walls_without_repeats() {
+        let unique: BTreeSet<_> = TENANT_TABLES.iter().collect();
+        assert_eq!(unique.len(), TENANT_TABLES.len(), "{TENANT_TABLES:?}");
+        for table in ["cas", "approvals", "ceremonies", "principal_keys"] {
+            assert!(TENANT_TABLES.contains(&table), "{table}");
+        }
+        assert!(
+            !TENANT_TABLES.contains(&"tenants"),
+            "the directory has no tenant_id"
+        );
+    }
 }

@@ -30,8 +30,10 @@ pub struct Migration;
 /// The role servers run as on PostgreSQL.
 pub const APP_ROLE: &str = "certmesh_app";
 
-/// Every table that carries a `tenant_id`, each isolated by a policy.
-pub const TENANT_TABLES: &[&str] = &[
+/// The tables this migration walls: every table with a `tenant_id` up to m0008. Later
+/// migrations wall their own tables with [`wall_tenant_table`]; the crate's `TENANT_TABLES` is
+/// the union.
+pub(crate) const TENANT_TABLES: &[&str] = &[
     "api_tokens",
     "cas",
     "profiles",
@@ -48,6 +50,45 @@ pub const TENANT_TABLES: &[&str] = &[
 /// The tenant the current transaction acts for, or NULL when none is set. After a
 /// transaction-local setting ends, PostgreSQL leaves an empty string behind, hence `NULLIF`.
 const CURRENT_TENANT: &str = "NULLIF(current_setting('certmesh.tenant', true), '')::uuid";
+
+/// What the app role may do with the rows of a walled table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AppAccess {
+    /// Read, add, change and delete.
+    ReadWrite,
+    /// Read and add only (`audit_events`, whose triggers forbid change anyway).
+    AppendOnly,
+}
+
+/// PostgreSQL statements that wall one tenant table: the app role's privileges on it,
+/// row-level security enabled and forced, and the `tenant_isolation` policy. The table must
+/// have a `tenant_id uuid` column.
+pub(crate) fn wall_tenant_table(table: &str, access: AppAccess) -> Vec<String> {
+    let privileges = match access {
+        AppAccess::ReadWrite => "SELECT, INSERT, UPDATE, DELETE",
+        AppAccess::AppendOnly => "SELECT, INSERT",
+    };
+    vec![
+        format!("GRANT {privileges} ON {table} TO {APP_ROLE}"),
+        format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+        format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+        format!(
+            "CREATE POLICY tenant_isolation ON {table} \
+             USING (tenant_id = {CURRENT_TENANT}) WITH CHECK (tenant_id = {CURRENT_TENANT})"
+        ),
+    ]
+}
+
+/// The reverse of [`wall_tenant_table`]. Not needed before dropping the table: its policy and
+/// grants go with it.
+pub(crate) fn unwall_tenant_table(table: &str) -> Vec<String> {
+    vec![
+        format!("DROP POLICY IF EXISTS tenant_isolation ON {table}"),
+        format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"),
+        format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"),
+        format!("REVOKE ALL ON {table} FROM {APP_ROLE}"),
+    ]
+}
 
 fn postgres_up() -> Vec<String> {
     let mut sql = vec![
@@ -69,18 +110,12 @@ fn postgres_up() -> Vec<String> {
         format!("GRANT SELECT ON seaql_migrations TO {APP_ROLE}"),
     ];
     for table in TENANT_TABLES {
-        let privileges = if *table == "audit_events" {
-            "SELECT, INSERT"
+        let access = if *table == "audit_events" {
+            AppAccess::AppendOnly
         } else {
-            "SELECT, INSERT, UPDATE, DELETE"
+            AppAccess::ReadWrite
         };
-        sql.push(format!("GRANT {privileges} ON {table} TO {APP_ROLE}"));
-        sql.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"));
-        sql.push(format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"));
-        sql.push(format!(
-            "CREATE POLICY tenant_isolation ON {table} \
-             USING (tenant_id = {CURRENT_TENANT}) WITH CHECK (tenant_id = {CURRENT_TENANT})"
-        ));
+        sql.extend(wall_tenant_table(table, access));
     }
     sql.push(
         "CREATE POLICY token_by_secret ON api_tokens FOR SELECT \
@@ -96,10 +131,7 @@ fn postgres_up() -> Vec<String> {
 fn postgres_down() -> Vec<String> {
     let mut sql = vec!["DROP POLICY IF EXISTS token_by_secret ON api_tokens".to_owned()];
     for table in TENANT_TABLES {
-        sql.push(format!("DROP POLICY IF EXISTS tenant_isolation ON {table}"));
-        sql.push(format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"));
-        sql.push(format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"));
-        sql.push(format!("REVOKE ALL ON {table} FROM {APP_ROLE}"));
+        sql.extend(unwall_tenant_table(table));
     }
     // The role itself stays: it is cluster-wide and other databases may use it.
     sql.extend([
@@ -111,7 +143,11 @@ fn postgres_down() -> Vec<String> {
     sql
 }
 
-async fn run(manager: &SchemaManager<'_>, statements: Vec<String>) -> Result<(), DbErr> {
+/// Runs `statements` in order on PostgreSQL; does nothing on other backends.
+pub(crate) async fn run_on_postgres(
+    manager: &SchemaManager<'_>,
+    statements: Vec<String>,
+) -> Result<(), DbErr> {
     let db = manager.get_connection();
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(());
@@ -125,10 +161,43 @@ async fn run(manager: &SchemaManager<'_>, statements: Vec<String>) -> Result<(),
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, postgres_up()).await
+        run_on_postgres(manager, postgres_up()).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, postgres_down()).await
+        run_on_postgres(manager, postgres_down()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_is_walled_and_audit_events_is_append_only() {
+        let up = postgres_up();
+        for table in TENANT_TABLES {
+            let privileges = if *table == "audit_events" {
+                "SELECT, INSERT"
+            } else {
+                "SELECT, INSERT, UPDATE, DELETE"
+            };
+            for statement in [
+                format!("GRANT {privileges} ON {table} TO {APP_ROLE}"),
+                format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+            ] {
+                assert!(up.contains(&statement), "missing: {statement}");
+            }
+            assert!(
+                up.iter().any(|s| s.starts_with(&format!(
+                    "CREATE POLICY tenant_isolation ON {table} USING (tenant_id = NULLIF("
+                ))),
+                "{table} has no policy"
+            );
+            assert!(
+                postgres_down().contains(&format!("REVOKE ALL ON {table} FROM {APP_ROLE}")),
+                "{table} is not unwalled"
+            );
+        }
     }
 }

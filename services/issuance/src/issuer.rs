@@ -204,6 +204,16 @@ impl BuiltinCa {
             tenant_id: tenant,
             name: name.to_string(),
             parent_id: parent.map(|(id, _)| id),
+            kind: match parent {
+                None => cas::KIND_ROOT,
+                Some(_) => cas::KIND_INTERMEDIATE,
+            }
+            .to_string(),
+            path_len: template.path_len,
+            key_spec: "ecdsa-p256".to_string(),
+            permitted_dns: Vec::new(),
+            excluded_dns: Vec::new(),
+            key_offline: false,
             key_ref: key_ref.to_string(),
             certificate_der: cert.der().to_vec(),
             subject: cert.subject().to_string(),
@@ -247,6 +257,8 @@ fn ca_template(
         not_before: now - Duration::minutes(5),
         not_after: now + lifetime,
         path_len,
+        permitted_dns: Vec::new(),
+        excluded_dns: Vec::new(),
     }
 }
 

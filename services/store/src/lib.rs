@@ -1,7 +1,8 @@
 //! certmesh-store: the persistence layer of certmesh on PostgreSQL or SQLite.
 //!
 //! [`Store`] owns the connection pool and runs the schema migrations of `certmesh-migrations`.
-//! Repositories are modules of free functions ([`tenants`], [`tokens`], [`cas`], [`profiles`],
+//! Repositories are modules of free functions ([`tenants`], [`tokens`], [`principals`],
+//! [`principal_keys`], [`cas`], [`ca_certificates`], [`ceremonies`], [`profiles`],
 //! [`certificates`], [`approvals`], [`idempotency`], [`outbox`], [`audit`]) generic over
 //! [`sea_orm::ConnectionTrait`], so the same call runs on the pool or inside a caller's
 //! transaction ([`Store::begin`]).
@@ -42,12 +43,15 @@ pub use certmesh_migrations::APP_ROLE;
 
 pub mod approvals;
 pub mod audit;
+pub mod ca_certificates;
 pub mod cas;
+pub mod ceremonies;
 pub mod certificates;
 mod entity;
 mod error;
 pub mod idempotency;
 pub mod outbox;
+pub mod principal_keys;
 pub mod principals;
 pub mod profiles;
 pub mod tenants;

@@ -17,6 +17,17 @@ pub struct Model {
     pub not_after: DateTimeUtc,
     pub status: String,
     pub created_at: DateTimeUtc,
+    /// `root` or `intermediate`.
+    pub kind: String,
+    /// Null: unconstrained (or, for rows older than m0010, read from the certificate).
+    pub path_len: Option<i32>,
+    pub key_spec: String,
+    /// JSON array of dNSName subtrees.
+    pub permitted_dns: String,
+    /// JSON array of dNSName subtrees.
+    pub excluded_dns: String,
+    pub generation: i32,
+    pub key_offline: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,10 +4,12 @@
 mod approvals;
 mod audit;
 mod cas;
+mod ceremonies;
 mod certificates;
 mod idempotency;
 mod migrations;
 mod outbox;
+mod principal_keys;
 mod profiles;
 mod rls;
 mod tenants;
@@ -16,6 +18,7 @@ mod tokens;
 use certmesh_store::TenantId;
 use certmesh_store::testing::TestDb;
 use chrono::{DateTime, Duration, Utc};
+use sea_orm::DatabaseTransaction;
 
 /// A fixed instant with nanoseconds, to exercise truncation to microseconds.
 pub fn t0() -> DateTime<Utc> {
@@ -32,4 +35,15 @@ pub async fn tenant(db: &TestDb, name: &str) -> TenantId {
     certmesh_store::tenants::ensure(db.owner(), name, t0())
         .await
         .expect("ensure tenant")
+}
+
+/// A transaction acting for `t` as servers run it (on PostgreSQL: the app role, under
+/// row-level security).
+pub async fn tx(db: &TestDb, t: TenantId) -> DatabaseTransaction {
+    db.store.begin_tenant(t).await.expect("begin for tenant")
+}
+
+/// A well-formed key fingerprint (64 lower-case hex digits) made from `n`.
+pub fn fingerprint(n: u64) -> String {
+    format!("{n:064x}")
 }

@@ -1,32 +1,66 @@
 //! Migrations apply, re-apply as a no-op, and roll all the way down and up again.
 
-use certmesh_store::testing::each_backend;
+use certmesh_migrations::{Migrator, MigratorTrait};
+use certmesh_store::ca_certificates::{self, RELATION_PRIMARY};
+use certmesh_store::cas::{self, Rotation};
+use certmesh_store::testing::{TestDb, each_backend};
+use certmesh_store::{Backend, CaId};
 use sea_orm::ConnectionTrait;
 
-use crate::{t0, tenant};
+use crate::cas::new_ca;
+use crate::{at, t0, tenant};
 
-async fn table_count(db: &certmesh_store::testing::TestDb) -> i64 {
+/// Every table of the schema.
+const TABLES: [&str; 16] = [
+    "tenants",
+    "api_tokens",
+    "cas",
+    "profiles",
+    "profile_versions",
+    "certificates",
+    "idempotency_keys",
+    "outbox",
+    "principals",
+    "audit_events",
+    "audit_heads",
+    "approvals",
+    "ca_certificates",
+    "ceremonies",
+    "ceremony_approvals",
+    "principal_keys",
+];
+
+/// How many of `tables` exist, as the store's own connection sees them.
+async fn count_tables(db: &TestDb, tables: &[&str]) -> i64 {
+    let names = tables
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     let sql = match db.backend() {
-        certmesh_store::Backend::Sqlite => {
-            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN \
-             ('tenants','api_tokens','cas','profiles','profile_versions','certificates',\
-             'idempotency_keys','outbox')"
-        }
-        certmesh_store::Backend::Postgres => {
+        Backend::Sqlite => format!(
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ({names})"
+        ),
+        Backend::Postgres => format!(
             "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public' \
-             AND table_name IN ('tenants','api_tokens','cas','profiles','profile_versions',\
-             'certificates','idempotency_keys','outbox')"
-        }
+             AND table_name IN ({names})"
+        ),
     };
-    let row = db
-        .store
-        .conn()
+    scalar(db.store.conn(), &sql).await
+}
+
+async fn table_count(db: &TestDb) -> i64 {
+    count_tables(db, &TABLES).await
+}
+
+async fn scalar<C: ConnectionTrait>(c: &C, sql: &str) -> i64 {
+    let row = c
         .query_one_raw(sea_orm::Statement::from_string(
-            db.owner().get_database_backend(),
+            c.get_database_backend(),
             sql,
         ))
         .await
-        .expect("query")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .expect("row");
     row.try_get::<i64>("", "n").expect("count")
 }
@@ -35,7 +69,11 @@ async fn table_count(db: &certmesh_store::testing::TestDb) -> i64 {
 async fn apply_reapply_down_up() {
     for db in each_backend().await {
         let b = db.backend();
-        assert_eq!(table_count(&db).await, 8, "{b:?}: all tables after migrate");
+        assert_eq!(
+            table_count(&db).await,
+            16,
+            "{b:?}: all tables after migrate"
+        );
         let tenant_id = tenant(&db, "acme").await;
         db.store.migrate().await.expect("re-apply is a no-op");
         assert_eq!(
@@ -50,7 +88,7 @@ async fn apply_reapply_down_up() {
         db.store.migrate().await.expect("up again");
         assert_eq!(
             table_count(&db).await,
-            8,
+            16,
             "{b:?}: all tables after up again"
         );
         certmesh_store::tenants::ensure(db.owner(), "acme", t0())
@@ -93,4 +131,122 @@ async fn sqlite_pragmas_and_memory_store() {
         certmesh_store::Store::connect("mysql://nope").await,
         Err(certmesh_store::StoreError::Invalid { .. })
     ));
+}
+
+/// The m0010 tables.
+const HIERARCHY_TABLES: [&str; 4] = [
+    "ca_certificates",
+    "ceremonies",
+    "ceremony_approvals",
+    "principal_keys",
+];
+
+async fn cas_has_column(db: &TestDb, column: &str) -> bool {
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            format!("SELECT COUNT(*) AS n FROM pragma_table_info('cas') WHERE name = '{column}'")
+        }
+        Backend::Postgres => format!(
+            "SELECT COUNT(*) AS n FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'cas' AND column_name = '{column}'"
+        ),
+    };
+    scalar(db.owner(), &sql).await == 1
+}
+
+#[tokio::test]
+async fn the_ca_hierarchy_migration_rolls_back_and_backfills_existing_cas() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let c = db.owner();
+        let acme = tenant(&db, "acme").await;
+        let root = cas::insert(c, new_ca(acme, "root", None), t0())
+            .await
+            .expect("root");
+        let sub = cas::insert(c, new_ca(acme, "sub", Some(root.id)), at(1))
+            .await
+            .expect("sub");
+
+        Migrator::down(c, Some(1)).await.expect("down m0010");
+        assert_eq!(count_tables(&db, &HIERARCHY_TABLES).await, 0, "{b:?}");
+        assert_eq!(table_count(&db).await, 12, "{b:?}: the rest stays");
+        for column in ["kind", "path_len", "key_spec", "generation", "key_offline"] {
+            assert!(
+                !cas_has_column(&db, column).await,
+                "{b:?}: cas.{column} dropped"
+            );
+        }
+
+        Migrator::up(c, None)
+            .await
+            .expect("up m0010 over existing CAs");
+        assert_eq!(table_count(&db).await, 16, "{b:?}");
+        let root_after = cas::get(c, acme, root.id)
+            .await
+            .expect("get")
+            .expect("root");
+        let sub_after = cas::get(c, acme, sub.id).await.expect("get").expect("sub");
+        for (before, after, kind) in [
+            (&root, &root_after, cas::KIND_ROOT),
+            (&sub, &sub_after, cas::KIND_INTERMEDIATE),
+        ] {
+            let expected = cas::CaRecord {
+                kind: kind.to_owned(),
+                // Not backfilled: the CA service reads it from the certificate.
+                path_len: None,
+                ..before.clone()
+            };
+            assert_eq!(after, &expected, "{b:?}: backfilled {kind}");
+            let certs = ca_certificates::list(c, acme, before.id)
+                .await
+                .expect("certs");
+            assert_eq!(certs.len(), 1, "{b:?}");
+            let primary = &certs[0];
+            assert_eq!(
+                primary.id, before.id.0,
+                "{b:?}: the backfilled row reuses the CA's id"
+            );
+            assert_eq!(
+                (
+                    primary.relation.as_str(),
+                    primary.generation,
+                    primary.issuer_ca_id
+                ),
+                (RELATION_PRIMARY, 1, before.parent_id),
+                "{b:?}"
+            );
+            assert_eq!(primary.certificate_der, before.certificate_der);
+            assert_eq!(primary.key_ref, before.key_ref);
+            assert_eq!(
+                (primary.not_before, primary.not_after, primary.created_at),
+                (before.not_before, before.not_after, before.created_at),
+                "{b:?}: timestamps copied exactly"
+            );
+            assert_eq!(primary.superseded_at, None);
+        }
+        // Backfilled CAs rotate like new ones.
+        let rotated = cas::rotate(
+            c,
+            acme,
+            sub.id,
+            Rotation {
+                from_generation: 1,
+                key_ref: "file:keys/sub-2".to_owned(),
+                certificate_der: vec![0x30, 0x02],
+                subject: "CN=sub".to_owned(),
+                key_spec: "ecdsa-p256".to_owned(),
+                not_before: at(10),
+                not_after: at(20_000),
+            },
+            at(10),
+        )
+        .await
+        .expect("rotate a backfilled CA");
+        assert_eq!(rotated.generation, 2, "{b:?}");
+        let children = cas::children(c, acme, root.id).await.expect("children");
+        assert_eq!(
+            children.iter().map(|r| r.id).collect::<Vec<CaId>>(),
+            [sub.id]
+        );
+    }
 }
