@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "certmesh/common/v1/common.proto",
     "certmesh/issuance/v1/issuance.proto",
     "certmesh/iam/v1/iam.proto",
+    "certmesh/ca/v1/ca.proto",
 ];
 
 fn main() -> io::Result<()> {

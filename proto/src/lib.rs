@@ -41,6 +41,12 @@ pub mod certmesh {
             include!(concat!(env!("OUT_DIR"), "/certmesh.api.v1.serde.rs"));
         }
     }
+    pub mod ca {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/certmesh.ca.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/certmesh.ca.v1.serde.rs"));
+        }
+    }
     pub mod common {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/certmesh.common.v1.rs"));
@@ -61,7 +67,7 @@ pub mod certmesh {
     }
 }
 
-pub use certmesh::{common::v1 as common, iam::v1 as iam, issuance::v1 as issuance};
+pub use certmesh::{ca::v1 as ca, common::v1 as common, iam::v1 as iam, issuance::v1 as issuance};
 
 #[cfg(test)]
 mod tests {

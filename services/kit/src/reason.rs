@@ -63,6 +63,24 @@ reasons! {
     ApprovalNotPending => "APPROVAL_NOT_PENDING", "The approval was already approved or rejected, or it expired.";
     SelfApprovalForbidden => "SELF_APPROVAL_FORBIDDEN", "The approver is the principal who made the request; a second person must approve.";
     CaNotReady => "CA_NOT_READY", "No active issuing CA exists yet, or its key cannot be opened.";
+    CaNotFound => "CA_NOT_FOUND", "No CA has that id in this tenant.";
+    CaExists => "CA_EXISTS", "The tenant already has a CA with that name.";
+    CaNotActive => "CA_NOT_ACTIVE", "The parent or issuing CA is retiring or retired, or its key is offline.";
+    CaNotRetiring => "CA_NOT_RETIRING", "Retirement is confirmed only for a CA that is retiring (drain first).";
+    CaHasActiveChildren => "CA_HAS_ACTIVE_CHILDREN", "The CA still has active or retiring children; retire them first.";
+    CaNotSelfSigned => "CA_NOT_SELF_SIGNED", "An imported root's subject differs from its issuer or its self-signature does not verify (RFC 5280 3.2).";
+    CaKeyMismatch => "CA_KEY_MISMATCH", "The referenced key is not the certificate's key.";
+    PathLenExceeded => "PATH_LEN_EXCEEDED", "The child's path length is not below the parent's, or the parent (path length 0) may have no CA children (RFC 5280 4.2.1.9).";
+    NameConstraintExceeded => "NAME_CONSTRAINT_EXCEEDED", "The child's name constraints are wider than the parent's, or a name is outside its CA's constraints (RFC 5280 4.2.1.10).";
+    CeremonyNotFound => "CEREMONY_NOT_FOUND", "No key ceremony has that id in this tenant.";
+    CeremonyExpired => "CEREMONY_EXPIRED", "The key ceremony expired before it was completed.";
+    CeremonyAlreadyUsed => "CEREMONY_ALREADY_USED", "The key ceremony was completed by an earlier operation and cannot be used again.";
+    CeremonyParamsMismatch => "CEREMONY_PARAMS_MISMATCH", "The operation or its parameters differ from what the ceremony's custodians approved.";
+    CeremonySignatureInvalid => "CEREMONY_SIGNATURE_INVALID", "The approval's signature does not verify with any active key of the custodian.";
+    QuorumNotMet => "QUORUM_NOT_MET", "The ceremony has fewer approvals than its threshold; the message says k of m.";
+    NotACustodian => "NOT_A_CUSTODIAN", "The caller is not one of the ceremony's custodians.";
+    PublicKeyInvalid => "PUBLIC_KEY_INVALID", "The public key is not an Ed25519 or ECDSA P-256 SubjectPublicKeyInfo PEM.";
+    PrincipalKeyExists => "PRINCIPAL_KEY_EXISTS", "That public key is already registered in this tenant.";
     BackendUnavailable => "BACKEND_UNAVAILABLE", "The gateway could not reach the role that serves the request.";
     Internal => "INTERNAL", "An internal error; details are in the server log under the request's trace id.";
 }
