@@ -19,6 +19,16 @@ pub enum IamError {
     /// The tenant already has a principal with that name.
     #[error("principal {name:?} already exists")]
     PrincipalExists { name: String },
+    /// The public key is not PEM, or not an Ed25519 or ECDSA P-256 SubjectPublicKeyInfo.
+    #[error("public_key_pem: {detail}")]
+    PublicKeyInvalid { detail: String },
+    /// The tenant already has this public key (on this or another principal, revoked or not).
+    #[error("a public key with fingerprint {fingerprint} is already registered")]
+    PrincipalKeyExists { fingerprint: String },
+    /// A stored public key no longer parses; the row was written by something other than
+    /// `AddPrincipalKey`, which only stores keys that do.
+    #[error("stored public key {id} does not parse: {detail}")]
+    StoredKeyUnreadable { id: uuid::Uuid, detail: String },
     /// No token with that id in this tenant.
     #[error("token {id} not found")]
     TokenNotFound { id: String },
@@ -37,6 +47,9 @@ impl IamError {
             Self::InvalidField { .. } => (Code::InvalidArgument, Reason::RequestInvalid),
             Self::PrincipalNotFound { .. } => (Code::NotFound, Reason::PrincipalNotFound),
             Self::PrincipalExists { .. } => (Code::AlreadyExists, Reason::PrincipalExists),
+            Self::PublicKeyInvalid { .. } => (Code::InvalidArgument, Reason::PublicKeyInvalid),
+            Self::PrincipalKeyExists { .. } => (Code::AlreadyExists, Reason::PrincipalKeyExists),
+            Self::StoredKeyUnreadable { .. } => (Code::Internal, Reason::Internal),
             Self::TokenNotFound { .. } => (Code::NotFound, Reason::TokenNotFound),
             Self::PageTokenInvalid => (Code::InvalidArgument, Reason::PageTokenInvalid),
             Self::Store(StoreError::Invalid { .. }) => {
@@ -84,6 +97,26 @@ mod tests {
                 IamError::PrincipalExists { name: "x".into() },
                 Code::AlreadyExists,
                 "PRINCIPAL_EXISTS",
+            ),
+            (
+                IamError::PublicKeyInvalid { detail: "x".into() },
+                Code::InvalidArgument,
+                "PUBLIC_KEY_INVALID",
+            ),
+            (
+                IamError::PrincipalKeyExists {
+                    fingerprint: "ab".into(),
+                },
+                Code::AlreadyExists,
+                "PRINCIPAL_KEY_EXISTS",
+            ),
+            (
+                IamError::StoredKeyUnreadable {
+                    id: uuid::Uuid::nil(),
+                    detail: "x".into(),
+                },
+                Code::Internal,
+                "INTERNAL",
             ),
             (
                 IamError::TokenNotFound { id: "x".into() },

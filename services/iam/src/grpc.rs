@@ -13,6 +13,7 @@ use certmesh_proto::iam::{
 use certmesh_store::{
     StoreError,
     audit::{self, AuditFilter, Outcome, Verification},
+    principal_keys,
     principals::{self, PrincipalRecord},
     tokens,
 };
@@ -42,8 +43,8 @@ impl Iam {
         }
     }
 
-    /// The principal a token request names: the caller when `name` is empty (always allowed),
-    /// anyone else with `permission`.
+    /// The principal a request names: the caller when `name` is empty or the caller's own
+    /// (always allowed), anyone else with `permission`.
     async fn subject(
         &self,
         auth: &AuthContext,
@@ -174,6 +175,90 @@ impl PrincipalService for Iam {
         Ok(Response::new(pb::ListPrincipalsResponse {
             principals: all.iter().map(model::principal).collect(),
         }))
+    }
+
+    async fn add_principal_key(
+        &self,
+        request: Request<pb::AddPrincipalKeyRequest>,
+    ) -> Result<Response<pb::PrincipalKey>, Status> {
+        let auth = AuthContext::of(&request)?;
+        self.require(&auth, Permission::PrincipalsWrite, "principals.add_key")
+            .await?;
+        let req = request.into_inner();
+        let name = req.name.trim().to_string();
+        let key = model::public_key(&req.public_key_pem)?;
+        let (algorithm, fingerprint) = (key.algorithm().as_str(), key.fingerprint());
+        let now = self.deps.clock.now();
+        let tenant = auth.tenant_id;
+        let tx = self
+            .deps
+            .store
+            .begin_tenant(tenant)
+            .await
+            .map_err(store_err)?;
+        let owner = principals::by_name(&tx, tenant, &name)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| IamError::PrincipalNotFound { name: name.clone() })?;
+        let spki = key.spki_der();
+        let added =
+            match principal_keys::add(&tx, tenant, owner.id, algorithm, spki, &fingerprint, now)
+                .await
+            {
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(IamError::PrincipalKeyExists { fingerprint }.into());
+                }
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(IamError::PrincipalNotFound { name }.into());
+                }
+                other => other.map_err(store_err)?,
+            };
+        let details = json!({
+            "principal": name,
+            "key_id": added.id,
+            "algorithm": algorithm,
+            "fingerprint": fingerprint,
+        });
+        let e = entry(
+            &auth,
+            "principals.add_key",
+            format!("principal:{name}"),
+            Outcome::Allowed,
+            details,
+            now,
+        );
+        commit_audited(tx, tenant, e).await?;
+        tracing::info!(principal = %name, %fingerprint, %algorithm, "Principal key added.");
+        Ok(Response::new(model::principal_key(&added, &owner.name)?))
+    }
+
+    async fn list_principal_keys(
+        &self,
+        request: Request<pb::ListPrincipalKeysRequest>,
+    ) -> Result<Response<pb::ListPrincipalKeysResponse>, Status> {
+        let auth = AuthContext::of(&request)?;
+        let owner = self
+            .subject(
+                &auth,
+                &request.get_ref().name,
+                Permission::PrincipalsRead,
+                "principals.list_keys",
+            )
+            .await?;
+        let tenant = auth.tenant_id;
+        let keys = self
+            .deps
+            .store
+            .in_tenant(tenant, async |tx| {
+                principal_keys::all_for(tx, tenant, owner.id).await
+            })
+            .await
+            .map_err(store_err)?;
+        let keys = keys
+            .iter()
+            .map(|k| model::principal_key(k, &owner.name))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListPrincipalKeysResponse { keys }))
     }
 }
 

@@ -1,5 +1,6 @@
-//! The IAM role: principals and their roles, API tokens (minted once, stored hashed, expiring,
-//! revocable, rotatable), and read access to the tamper-evident audit trail.
+//! The IAM role: principals, their roles and the public keys custodians sign ceremony approvals
+//! with, API tokens (minted once, stored hashed, expiring, revocable, rotatable), and read
+//! access to the tamper-evident audit trail.
 //!
 //! Every handler takes the tenant from the caller's auth context and checks the permission
 //! matrix (`certmesh_kit::rbac`) itself; every change and every refusal is audited.

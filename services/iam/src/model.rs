@@ -1,8 +1,12 @@
 //! Wire ↔ domain conversions and the validations the IAM role applies.
 
+use certmesh_crypto::ceremony::ApproverKey;
 use certmesh_kit::rbac::Role;
 use certmesh_proto::iam as pb;
-use certmesh_store::{audit::AuditRecord, principals::PrincipalRecord, tokens::TokenInfo};
+use certmesh_store::{
+    audit::AuditRecord, principal_keys::PrincipalKey, principals::PrincipalRecord,
+    tokens::TokenInfo,
+};
 use chrono::{DateTime, Utc};
 
 use crate::error::IamError;
@@ -75,6 +79,32 @@ pub fn principal(p: &PrincipalRecord) -> pb::Principal {
         roles: p.roles.clone(),
         created_at: Some(timestamp(p.created_at)),
     }
+}
+
+/// A custodian's public key: a PEM `PUBLIC KEY` of an Ed25519 or ECDSA P-256 key.
+pub fn public_key(pem: &str) -> Result<ApproverKey, IamError> {
+    ApproverKey::from_pem(pem).map_err(|e| IamError::PublicKeyInvalid {
+        detail: e.to_string(),
+    })
+}
+
+/// `principal` is the owner's name; the store knows the owner by id only.
+pub fn principal_key(k: &PrincipalKey, principal: &str) -> Result<pb::PrincipalKey, IamError> {
+    let key = ApproverKey::from_spki_der(&k.public_key_der).map_err(|e| {
+        IamError::StoredKeyUnreadable {
+            id: k.id,
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(pb::PrincipalKey {
+        id: k.id.to_string(),
+        principal: principal.to_string(),
+        algorithm: k.algorithm.clone(),
+        fingerprint_sha256: k.fingerprint.clone(),
+        public_key_pem: key.to_pem(),
+        created_at: Some(timestamp(k.created_at)),
+        revoked_at: k.revoked_at.map(timestamp),
+    })
 }
 
 pub fn token(t: &TokenInfo) -> pb::Token {

@@ -140,6 +140,23 @@ pub async fn active_for<C: ConnectionTrait>(
     Ok(rows.into_iter().map(PrincipalKey::from).collect())
 }
 
+/// All the principal's keys, revoked ones too, oldest first (ties by id): the history an
+/// operator reads, where [`active_for`] is what approvals are checked against.
+pub async fn all_for<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    principal_id: uuid::Uuid,
+) -> Result<Vec<PrincipalKey>> {
+    let rows = t::Entity::find()
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .filter(t::Column::PrincipalId.eq(principal_id))
+        .order_by_asc(t::Column::CreatedAt)
+        .order_by_asc(t::Column::Id)
+        .all(c)
+        .await?;
+    Ok(rows.into_iter().map(PrincipalKey::from).collect())
+}
+
 /// Revokes the tenant's key `key_id` at `now`; true if it changed, false if it was revoked
 /// already (the first revocation time stays). `NotFound` if the tenant has no such key.
 pub async fn revoke<C: ConnectionTrait>(
