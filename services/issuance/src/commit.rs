@@ -32,7 +32,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
     error::IssuanceError,
-    issuer::{BuiltinCa, Issued, Issuer, SignRequest},
+    issuer::{Authority, BuiltinCa, Issued, SignRequest},
 };
 
 /// Most requests one transaction carries.
@@ -40,9 +40,10 @@ const MAX_BATCH: usize = 256;
 /// Requests that may wait for a worker before callers feel backpressure.
 const QUEUE: usize = 4096;
 
-/// What to sign, owned, for signing inside a batch.
+/// What to sign and who signs it, owned, for signing inside a batch.
 #[derive(Debug, Clone)]
 pub(crate) struct SignJob {
+    pub authority: Authority,
     pub csr: Csr,
     pub serial: Serial,
     pub not_before: DateTime<Utc>,
@@ -51,7 +52,19 @@ pub(crate) struct SignJob {
 }
 
 impl SignJob {
-    pub fn request(&self, tenant_id: TenantId) -> SignRequest<'_> {
+    /// Sign with the job's authority.
+    pub async fn sign(
+        &self,
+        builtin: &BuiltinCa,
+        tenant: TenantId,
+    ) -> Result<Issued, IssuanceError> {
+        self.authority
+            .issuer(builtin)
+            .issue(self.request(tenant))
+            .await
+    }
+
+    fn request(&self, tenant_id: TenantId) -> SignRequest<'_> {
         SignRequest {
             tenant_id,
             csr: &self.csr,
@@ -243,7 +256,7 @@ async fn write_tenant<'a>(
             Prepared::Signed(issued) => issued.clone(),
             // A signing failure fails the batch; retried alone it fails only this request,
             // and its claim rolls back with it.
-            Prepared::ToSign(job) => builtin.issue(job.request(tenant)).await?,
+            Prepared::ToSign(job) => job.sign(builtin, tenant).await?,
         };
         let record = record(p, issued);
         events.push(event(

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use certmesh_crypto::CryptoError;
 use certmesh_kit::{Reason, reason::DOMAIN};
-use certmesh_store::StoreError;
+use certmesh_store::{CaId, StoreError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -76,6 +76,17 @@ pub enum IssuanceError {
     /// No issuing CA exists, or its key cannot be opened.
     #[error("no usable issuing CA: {0}")]
     CaNotReady(String),
+    /// A profile names a CA the tenant does not have.
+    #[error("CA {id} not found")]
+    CaNotFound { id: CaId },
+    /// The profile's CA cannot sign now: `why` says it is retiring or retired, or that its key
+    /// is offline.
+    #[error("CA {id} issues nothing: {why}")]
+    CaNotActive { id: CaId, why: String },
+    /// A DNS name of the request lies outside the name constraints of the issuing CA or of a
+    /// CA above it (RFC 5280 §4.2.1.10).
+    #[error("DNS name {name:?} is outside the name constraints of CA {ca_id} or of a CA above it")]
+    NameConstraintExceeded { ca_id: CaId, name: String },
     /// Signing or another crypto operation failed unexpectedly.
     #[error("crypto: {0}")]
     Crypto(CryptoError),
@@ -112,6 +123,11 @@ impl IssuanceError {
                 (Code::PermissionDenied, Reason::SelfApprovalForbidden)
             }
             Self::CaNotReady(_) => (Code::FailedPrecondition, Reason::CaNotReady),
+            Self::CaNotFound { .. } => (Code::NotFound, Reason::CaNotFound),
+            Self::CaNotActive { .. } => (Code::FailedPrecondition, Reason::CaNotActive),
+            Self::NameConstraintExceeded { .. } => {
+                (Code::FailedPrecondition, Reason::NameConstraintExceeded)
+            }
             Self::Crypto(_) => (Code::Internal, Reason::Internal),
             Self::Store(StoreError::Invalid { .. }) => {
                 (Code::InvalidArgument, Reason::RequestInvalid)
@@ -131,6 +147,10 @@ impl IssuanceError {
                 ("rule".to_string(), rule.to_string()),
                 ("profile".to_string(), profile.clone()),
                 ("profile_version".to_string(), version.to_string()),
+            ]),
+            Self::NameConstraintExceeded { ca_id, name } => HashMap::from([
+                ("ca_id".to_string(), ca_id.to_string()),
+                ("name".to_string(), name.clone()),
             ]),
             _ => HashMap::new(),
         }
@@ -175,6 +195,10 @@ mod tests {
     use certmesh_kit::reason::reason_of;
 
     use super::*;
+
+    fn ca() -> CaId {
+        CaId(uuid::Uuid::nil())
+    }
 
     #[test]
     fn each_variant_maps_to_its_code_and_reason() {
@@ -292,6 +316,27 @@ mod tests {
                 "CA_NOT_READY",
             ),
             (
+                IssuanceError::CaNotFound { id: ca() },
+                Code::NotFound,
+                "CA_NOT_FOUND",
+            ),
+            (
+                IssuanceError::CaNotActive {
+                    id: ca(),
+                    why: "it is retiring".into(),
+                },
+                Code::FailedPrecondition,
+                "CA_NOT_ACTIVE",
+            ),
+            (
+                IssuanceError::NameConstraintExceeded {
+                    ca_id: ca(),
+                    name: "evil.org".into(),
+                },
+                Code::FailedPrecondition,
+                "NAME_CONSTRAINT_EXCEEDED",
+            ),
+            (
                 IssuanceError::Crypto(CryptoError::Unseal),
                 Code::Internal,
                 "INTERNAL",
@@ -331,5 +376,19 @@ mod tests {
             Some("min_ecdsa_bits")
         );
         assert!(status.message().contains("min_ecdsa_bits"));
+    }
+
+    #[test]
+    fn a_name_constraint_refusal_names_the_name() {
+        let status = Status::from(IssuanceError::NameConstraintExceeded {
+            ca_id: ca(),
+            name: "evil.org".into(),
+        });
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(
+            info.metadata.get("name").map(String::as_str),
+            Some("evil.org")
+        );
+        assert!(status.message().contains("evil.org"));
     }
 }

@@ -1,11 +1,12 @@
 //! The one issuance path.
 //!
 //! Order matters: a replayed idempotency key is answered before the profile is consulted (the
-//! profile may have changed since); the profile is evaluated before anything is signed; and the
-//! claim of the key, the evaluation event, the signature, the stored certificate and the
-//! `ca.issue` event commit together or not at all. Reads happen before the transaction opens,
-//! so every statement inside it writes: on SQLite that takes the write lock at once instead of
-//! failing to upgrade a read snapshot.
+//! profile may have changed since); the profile is evaluated, and a tree CA it names is checked
+//! (active, key online, the request's names within its chain's name constraints), before
+//! anything is signed; and the claim of the key, the evaluation event, the signature, the
+//! stored certificate and the `ca.issue` event commit together or not at all. Reads happen
+//! before the transaction opens, so every statement inside it writes: on SQLite that takes the
+//! write lock at once instead of failing to upgrade a read snapshot.
 //!
 //! [`Issuance::request`] (the Issue RPC) runs the same checks, then either signs or holds the
 //! request for approval ([`crate::approval`]); an approval later signs through
@@ -18,6 +19,7 @@ use certmesh_kit::{auth::AuthContext, rbac::Permission};
 use certmesh_store::{
     TenantId,
     approvals::ApprovalRecord,
+    cas::CaRecord,
     certificates::{self, CertificateRecord},
     idempotency, outbox, profiles,
 };
@@ -29,9 +31,10 @@ use crate::{
     Issuance,
     commit::{Committed, Pending, Prepared, SignJob},
     error::IssuanceError,
-    issuer::Issuer,
+    issuer::Authority,
     model::IssueCommand,
     profile::{Denial, Grant, ValidatedProfile},
+    tree::TreeCa,
 };
 
 /// Leaves start a minute in the past so a relying party with a slightly slow clock accepts them.
@@ -61,11 +64,12 @@ pub enum RequestOutcome {
 enum Checked {
     /// Answered from an earlier request with the same idempotency key.
     Replayed(IssueOutcome),
-    /// The active profile version allows it.
+    /// The active profile version allows it, and `authority` may sign it.
     Allowed {
         version: u32,
         profile: Arc<ValidatedProfile>,
         grant: Grant,
+        authority: Authority,
     },
 }
 
@@ -84,15 +88,19 @@ impl Issuance {
                 version,
                 profile,
                 grant,
+                ..
             }) if profile.requires_approval() || !auth.can(Permission::CertsIssue) => {
                 return self
                     .hold(auth, &cmd, version, &grant)
                     .await
                     .map(RequestOutcome::PendingApproval);
             }
-            Ok(Checked::Allowed { version, grant, .. }) => {
-                self.sign(auth, &cmd, version, grant).await
-            }
+            Ok(Checked::Allowed {
+                version,
+                grant,
+                authority,
+                ..
+            }) => self.sign(auth, &cmd, version, grant, authority).await,
             Ok(Checked::Replayed(done)) => Ok(done),
             Err(e) => Err(e),
         };
@@ -109,9 +117,12 @@ impl Issuance {
     ) -> Result<IssueOutcome, IssuanceError> {
         let started = Instant::now();
         let result = match self.check(auth, &cmd).await {
-            Ok(Checked::Allowed { version, grant, .. }) => {
-                self.sign(auth, &cmd, version, grant).await
-            }
+            Ok(Checked::Allowed {
+                version,
+                grant,
+                authority,
+                ..
+            }) => self.sign(auth, &cmd, version, grant, authority).await,
             Ok(Checked::Replayed(done)) => Ok(done),
             Err(e) => Err(e),
         };
@@ -131,21 +142,24 @@ impl Issuance {
                     .issue_seconds
                     .observe(started.elapsed().as_secs_f64());
             }
-            Err(IssuanceError::ProfileDenied { .. }) => {
+            Err(
+                IssuanceError::ProfileDenied { .. } | IssuanceError::NameConstraintExceeded { .. },
+            ) => {
                 metrics.issuance_denied.inc();
             }
             Err(_) => {}
         }
     }
 
-    /// Answer a replayed key, or evaluate the active profile (recording a denial).
+    /// Answer a replayed key, or evaluate the active profile and check the tree CA it names
+    /// (recording a denial).
     async fn check(
         &self,
         auth: &AuthContext,
         cmd: &IssueCommand,
     ) -> Result<Checked, IssuanceError> {
         let tenant = auth.tenant_id;
-        // One read transaction for the replay check and the profile.
+        // One read transaction for the replay check, the profile and its tree CA.
         let found = self
             .deps
             .store
@@ -155,38 +169,86 @@ impl Issuance {
                 {
                     return Ok(Err(done));
                 }
-                self.active_profile(tx, tenant, &cmd.profile).await.map(Ok)
+                let (version, profile) = self.active_profile(tx, tenant, &cmd.profile).await?;
+                let ca = match profile.issuer_ca_id() {
+                    None => None,
+                    Some(id) => Some(TreeCa::read(tx, tenant, id).await?),
+                };
+                Ok::<_, IssuanceError>(Ok((version, profile, ca)))
             })
             .await?;
-        let (version, profile) = match found {
+        let (version, profile, ca) = match found {
             Ok(active) => active,
             Err(done) => return Ok(Checked::Replayed(done)),
         };
-        match profile.evaluate(&cmd.csr, cmd.validity) {
-            Ok(grant) => Ok(Checked::Allowed {
-                version,
-                profile,
-                grant,
-            }),
-            Err(denial) => Err(self.record_denial(auth, cmd, version, denial).await),
-        }
+        let grant = match profile.evaluate(&cmd.csr, cmd.validity) {
+            Ok(grant) => grant,
+            Err(denial) => {
+                self.record_denial(auth, cmd, version, &denial).await?;
+                return Err(IssuanceError::ProfileDenied {
+                    profile: cmd.profile.clone(),
+                    version,
+                    rule: denial.rule,
+                    detail: denial.detail,
+                });
+            }
+        };
+        let authority = match ca {
+            None => Authority::Builtin,
+            Some(ca) => self.tree_authority(auth, cmd, version, &ca).await?,
+        };
+        Ok(Checked::Allowed {
+            version,
+            profile,
+            grant,
+            authority,
+        })
     }
 
-    /// Sign and store an allowed request.
+    /// Open the profile's tree CA and check the request's names against the name constraints
+    /// of its chain; a refusal is recorded as a denial of the profile's `issuer_ca_id` rule.
+    async fn tree_authority(
+        &self,
+        auth: &AuthContext,
+        cmd: &IssueCommand,
+        version: u32,
+        ca: &CaRecord,
+    ) -> Result<Authority, IssuanceError> {
+        let issuer = self.tree.open(ca).await?;
+        let Err(name) = issuer.check_names(&cmd.csr) else {
+            return Ok(Authority::Tree(issuer));
+        };
+        let refused = IssuanceError::NameConstraintExceeded {
+            ca_id: issuer.id(),
+            name,
+        };
+        let denial = Denial {
+            rule: "issuer_ca_id",
+            detail: refused.to_string(),
+        };
+        self.record_denial(auth, cmd, version, &denial).await?;
+        Err(refused)
+    }
+
+    /// Sign with `authority` and store an allowed request.
     async fn sign(
         &self,
         auth: &AuthContext,
         cmd: &IssueCommand,
         version: u32,
         grant: Grant,
+        authority: Authority,
     ) -> Result<IssueOutcome, IssuanceError> {
         let store = &self.deps.store;
         let tenant = auth.tenant_id;
         let hash = cmd.request_hash();
         let now = self.deps.clock.now();
-        self.deps.builtin.ready(tenant, now).await?;
+        if let Authority::Builtin = authority {
+            self.deps.builtin.ready(tenant, now).await?;
+        }
 
         let job = SignJob {
+            authority,
             csr: cmd.csr.clone(),
             serial: Serial::random(),
             // The lifetime is exactly the grant: backdating moves the whole window.
@@ -197,7 +259,7 @@ impl Issuance {
         let key = cmd.idempotency_key.clone().map(|k| (k, hash.clone()));
         let cert = match key {
             // Signed here, in parallel with other requests.
-            None => Prepared::Signed(self.deps.builtin.issue(job.request(tenant)).await?),
+            None => Prepared::Signed(job.sign(&self.deps.builtin, tenant).await?),
             // Signed by the committer only once the key's claim wins.
             Some(_) => Prepared::ToSign(job),
         };
@@ -261,16 +323,16 @@ impl Issuance {
     }
 
     /// Keep the deny event and its audit entry (outside the issuance transaction: nothing
-    /// else of the request is kept) and build the error.
+    /// else of the request is kept).
     async fn record_denial(
         &self,
         auth: &AuthContext,
         cmd: &IssueCommand,
         version: u32,
-        denial: Denial,
-    ) -> IssuanceError {
+        denial: &Denial,
+    ) -> Result<(), IssuanceError> {
         let now = self.deps.clock.now();
-        let payload = evaluation_event(auth, cmd, version, Err(&denial));
+        let payload = evaluation_event(auth, cmd, version, Err(denial));
         let audit_entry = certmesh_kit::audit::entry(
             auth,
             "certs.issue",
@@ -279,30 +341,21 @@ impl Issuance {
             payload.clone(),
             now,
         );
-        let written = async {
-            let tx = self.deps.store.begin_tenant(auth.tenant_id).await?;
-            outbox::append(
-                &tx,
-                auth.tenant_id,
-                "issuance.profile_evaluated",
-                &cmd.profile,
-                payload,
-                now,
-            )
-            .await?;
-            certmesh_store::audit::append(&tx, auth.tenant_id, &[audit_entry]).await?;
-            tx.commit().await.map_err(certmesh_store::StoreError::from)
-        }
-        .await;
-        if let Err(e) = written {
-            return e.into();
-        }
-        IssuanceError::ProfileDenied {
-            profile: cmd.profile.clone(),
-            version,
-            rule: denial.rule,
-            detail: denial.detail,
-        }
+        let tx = self.deps.store.begin_tenant(auth.tenant_id).await?;
+        outbox::append(
+            &tx,
+            auth.tenant_id,
+            "issuance.profile_evaluated",
+            &cmd.profile,
+            payload,
+            now,
+        )
+        .await?;
+        certmesh_store::audit::append(&tx, auth.tenant_id, &[audit_entry]).await?;
+        tx.commit()
+            .await
+            .map_err(certmesh_store::StoreError::from)?;
+        Ok(())
     }
 }
 

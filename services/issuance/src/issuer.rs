@@ -1,5 +1,6 @@
-//! The `Issuer` trait every authority implements, and its first implementation: the built-in
-//! CA, a root and one issuing intermediate per tenant whose keys live in a key backend.
+//! The `Issuer` trait every authority implements, the `Authority` a request is signed by,
+//! and the built-in CA: a root and one issuing intermediate per tenant whose keys live in a key
+//! backend. The operator's own CAs sign through the `tree` module.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -7,14 +8,14 @@ use async_trait::async_trait;
 use certmesh_crypto::{
     cert::{CaTemplate, Certificate, IssuingCa, LeafTemplate, pem_bundle, self_signed_root},
     csr::{Csr, ExtendedKeyUsage},
-    keys::{KeyBackend, KeyRef, KeySpec},
+    keys::{KeyBackend, KeyRef, KeySpec, Signer},
     serial::Serial,
 };
 use certmesh_store::{CaId, Store, StoreError, TenantId, cas};
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::RwLock;
 
-use crate::error::IssuanceError;
+use crate::{error::IssuanceError, tree::TreeIssuer};
 
 /// What the issuance path asks an authority to sign. The profile has already allowed it.
 #[derive(Debug)]
@@ -44,13 +45,33 @@ pub struct Issued {
     pub issuer_ca_id: CaId,
 }
 
-/// An authority that signs certificates: the built-in CA today; the operator's hierarchy and
+/// An authority that signs certificates: the built-in CA, or a CA of the operator's tree;
 /// external CAs later. Everything before signing (profiles, idempotency, storage, events)
 /// is the issuance path's, so every authority gets it.
 #[async_trait]
 pub trait Issuer: Send + Sync + std::fmt::Debug {
     /// Sign `request`.
     async fn issue(&self, request: SignRequest<'_>) -> Result<Issued, IssuanceError>;
+}
+
+/// Which authority signs a request, chosen by its profile when it was checked.
+#[derive(Debug, Clone)]
+pub(crate) enum Authority {
+    /// The tenant's built-in CA.
+    Builtin,
+    /// A CA of the operator's tree, at the generation that was current when the request was
+    /// checked (its name constraints were checked against that generation's chain).
+    Tree(Arc<TreeIssuer>),
+}
+
+impl Authority {
+    /// The issuer to sign with.
+    pub fn issuer<'a>(&'a self, builtin: &'a BuiltinCa) -> &'a dyn Issuer {
+        match self {
+            Self::Builtin => builtin,
+            Self::Tree(ca) => ca.as_ref(),
+        }
+    }
 }
 
 /// Label of a built-in CA created on a tenant's first issuance ("certmesh Root CA", …).
@@ -86,6 +107,11 @@ impl BuiltinCa {
         }
     }
 
+    /// The key backend the CA keys live in (the operator's tree CAs' keys too).
+    pub fn keys(&self) -> Arc<dyn KeyBackend> {
+        self.keys.clone()
+    }
+
     /// Make sure the tenant's issuing CA is open, creating the tenant's built-in CA on its
     /// first issuance (as [`BuiltinCa::bootstrap`] at start-up does for `--tenant`), so every
     /// tenant can issue without a restart. Reads the store; call it outside any transaction.
@@ -108,7 +134,7 @@ impl BuiltinCa {
         else {
             return Ok(false);
         };
-        let signer = self.open_key(&issuing.key_ref).await?;
+        let signer = open_signer(self.keys.as_ref(), &issuing.key_ref).await?;
         let cert = Certificate::from_der(issuing.certificate_der)?;
         let chain_pem = pem_bundle(std::slice::from_ref(&cert));
         let ca = IssuingCa::new(cert, signer)?;
@@ -119,19 +145,6 @@ impl BuiltinCa {
         });
         self.loaded.write().await.insert(tenant, loaded);
         Ok(true)
-    }
-
-    async fn open_key(
-        &self,
-        key_ref: &str,
-    ) -> Result<Arc<dyn certmesh_crypto::keys::Signer>, IssuanceError> {
-        let key_ref: KeyRef = key_ref.parse().map_err(|_| {
-            IssuanceError::CaNotReady("the CA row holds an unreadable key reference".into())
-        })?;
-        self.keys
-            .signer(&key_ref)
-            .await
-            .map_err(|e| IssuanceError::CaNotReady(format!("the CA key cannot be opened: {e}")))
     }
 
     /// Create the tenant's built-in root and issuing CA unless they exist, and return the root
@@ -163,7 +176,7 @@ impl BuiltinCa {
         };
         let root_cert = Certificate::from_der(root.certificate_der.clone())?;
         if by_name(ISSUING_NAME).await?.is_none() {
-            let signer = self.open_key(&root.key_ref).await?;
+            let signer = open_signer(self.keys.as_ref(), &root.key_ref).await?;
             let parent = IssuingCa::new(root_cert.clone(), signer)?;
             let lifetime = Duration::days(1825).min(root.not_after - now);
             let template = ca_template(format!("{label} Issuing CA 1"), now, lifetime, Some(0));
@@ -242,6 +255,19 @@ impl BuiltinCa {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The signer of a CA row's key.
+pub(crate) async fn open_signer(
+    keys: &dyn KeyBackend,
+    key_ref: &str,
+) -> Result<Arc<dyn Signer>, IssuanceError> {
+    let key_ref: KeyRef = key_ref.parse().map_err(|_| {
+        IssuanceError::CaNotReady("the CA row holds an unreadable key reference".into())
+    })?;
+    keys.signer(&key_ref)
+        .await
+        .map_err(|e| IssuanceError::CaNotReady(format!("the CA key cannot be opened: {e}")))
 }
 
 fn ca_template(

@@ -1,7 +1,8 @@
 //! The issuance role: the one path every certificate takes, whatever authority signs it.
 //!
 //! `Issue` parses and checks the CSR, answers a replayed idempotency key from the store,
-//! evaluates the profile's active version, signs through an [`issuer::Issuer`], and stores the
+//! evaluates the profile's active version, signs through an [`issuer::Issuer`] (the tenant's
+//! built-in CA, or the CA of the operator's tree the profile names), and stores the
 //! certificate and its events in one transaction. Profiles are versioned; each version is
 //! immutable and every certificate records the version it was issued under. A request whose
 //! profile requires approval, or whose caller may only request, is held until a second
@@ -18,6 +19,7 @@ pub mod model;
 pub mod profile;
 mod profile_admin;
 mod query;
+mod tree;
 
 use std::sync::Arc;
 
@@ -49,6 +51,7 @@ pub struct Issuance {
     deps: Arc<Deps>,
     committer: commit::Committer,
     profiles: Arc<profile::VersionCache>,
+    tree: Arc<tree::TreeCa>,
 }
 
 impl Issuance {
@@ -56,10 +59,13 @@ impl Issuance {
     /// runtime.
     pub fn new(deps: Deps) -> Self {
         let committer = commit::Committer::spawn(deps.store.clone(), deps.builtin.clone());
+        // The tree CAs' keys live in the same backend as the built-in CA's.
+        let tree = tree::TreeCa::new(deps.store.clone(), deps.builtin.keys());
         Self {
             deps: Arc::new(deps),
             committer,
             profiles: Arc::default(),
+            tree: Arc::new(tree),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use certmesh_crypto::csr::{Csr, ExtendedKeyUsage, KeyAlgorithm};
 use certmesh_proto::issuance as pb;
+use certmesh_store::CaId;
 use chrono::Duration;
 
 use crate::{
@@ -36,6 +37,8 @@ pub struct ValidatedProfile {
     require_sans: bool,
     allow_ip_sans: bool,
     requires_approval: bool,
+    /// The tree CA that signs; `None` for the built-in CA.
+    issuer_ca_id: Option<CaId>,
 }
 
 /// What a profile grants a request it allows.
@@ -114,6 +117,7 @@ impl ValidatedProfile {
             .iter()
             .map(|s| normalize_suffix(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let issuer_ca_id = parse_issuer_ca_id(&spec.issuer_ca_id)?;
         Ok(Self {
             algorithms,
             min_ecdsa_bits,
@@ -124,6 +128,7 @@ impl ValidatedProfile {
             require_sans: spec.require_sans,
             allow_ip_sans: spec.allow_ip_sans,
             requires_approval: spec.requires_approval,
+            issuer_ca_id,
         })
     }
 
@@ -143,12 +148,21 @@ impl ValidatedProfile {
             require_sans: self.require_sans,
             allow_ip_sans: self.allow_ip_sans,
             requires_approval: self.requires_approval,
+            issuer_ca_id: self
+                .issuer_ca_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
         }
     }
 
     /// Whether every request under this profile waits for a second person's approval.
     pub fn requires_approval(&self) -> bool {
         self.requires_approval
+    }
+
+    /// The tree CA that signs under this profile; `None` for the built-in CA.
+    pub fn issuer_ca_id(&self) -> Option<CaId> {
+        self.issuer_ca_id
     }
 
     /// The spec as stored JSON.
@@ -366,6 +380,17 @@ fn parse_ekus(names: &[String]) -> Result<Vec<ExtendedKeyUsage>, IssuanceError> 
     Ok(ekus)
 }
 
+/// Empty is the built-in CA; anything else must be a UUID, stored in its hyphenated lower-case
+/// form. Whether the tenant has that CA is checked where the store is at hand.
+fn parse_issuer_ca_id(raw: &str) -> Result<Option<CaId>, IssuanceError> {
+    match raw.trim() {
+        "" => Ok(None),
+        id => uuid::Uuid::parse_str(id)
+            .map(|id| Some(CaId(id)))
+            .map_err(|_| invalid("issuer_ca_id", format!("{raw:?} is not a CA id (a UUID)"))),
+    }
+}
+
 fn normalize_suffix(raw: &str) -> Result<String, IssuanceError> {
     let s = raw.trim().trim_start_matches('.').to_ascii_lowercase();
     if is_dns_name(&s) && !s.starts_with("*.") {
@@ -409,6 +434,7 @@ mod tests {
             require_sans: true,
             allow_ip_sans: false,
             requires_approval: false,
+            issuer_ca_id: String::new(),
         }
     }
 
@@ -449,6 +475,32 @@ mod tests {
     }
 
     #[test]
+    fn issuer_ca_id_round_trips_and_old_specs_read_as_the_built_in_ca() {
+        let id = "0F8FAD5B-D9CB-469F-A165-70867728950E";
+        let mut s = spec();
+        s.issuer_ca_id = format!(" {id} ");
+        let p = ValidatedProfile::validate(&s).expect("valid");
+        let want = CaId(uuid::Uuid::parse_str(id).expect("uuid"));
+        assert_eq!(p.issuer_ca_id(), Some(want));
+        assert_eq!(
+            p.to_spec().issuer_ca_id,
+            "0f8fad5b-d9cb-469f-a165-70867728950e"
+        );
+        let json = p.to_json();
+        assert_eq!(json["issuer_ca_id"], "0f8fad5b-d9cb-469f-a165-70867728950e");
+        assert_eq!(ValidatedProfile::from_json(&json).expect("reads back"), p);
+
+        let builtin = ValidatedProfile::validate(&spec()).expect("valid");
+        assert_eq!(builtin.issuer_ca_id(), None);
+        // Specs stored before the field existed read as signed by the built-in CA.
+        let mut old = builtin.to_json();
+        old.as_object_mut().expect("object").remove("issuer_ca_id");
+        let old = ValidatedProfile::from_json(&old).expect("old");
+        assert_eq!(old.issuer_ca_id(), None);
+        assert_eq!(old, builtin);
+    }
+
+    #[test]
     fn broken_specs_name_the_field() {
         type Mutation = fn(&mut pb::ProfileSpec);
         let cases: Vec<(Mutation, &str)> = vec![
@@ -472,6 +524,7 @@ mod tests {
                 |s| s.permitted_dns_suffixes = vec!["bad name".into()],
                 "permitted_dns_suffixes",
             ),
+            (|s| s.issuer_ca_id = "ca-1".into(), "issuer_ca_id"),
         ];
         for (mutate, field) in cases {
             let mut s = spec();

@@ -1,8 +1,9 @@
-//! Managing profiles: each create writes a new immutable version.
+//! Managing profiles: each create writes a new immutable version. A version naming a tree CA
+//! (`issuer_ca_id`) is written only if the tenant has that CA.
 
 use certmesh_kit::auth::AuthContext;
 use certmesh_proto::issuance as pb;
-use certmesh_store::{outbox, profiles};
+use certmesh_store::{cas, outbox, profiles};
 use serde_json::json;
 
 use crate::{
@@ -25,6 +26,16 @@ impl Issuance {
             problem: "is required".into(),
         })?;
         let profile = ValidatedProfile::validate(&spec)?;
+        if let Some(id) = profile.issuer_ca_id() {
+            // A read of its own before the write transaction (SQLite takes its write lock at the
+            // first statement); CA rows are never deleted, so the answer stays true.
+            let tenant = auth.tenant_id;
+            self.deps
+                .store
+                .in_tenant(tenant, async |tx| cas::get(tx, tenant, id).await)
+                .await?
+                .ok_or(IssuanceError::CaNotFound { id })?;
+        }
         let now = self.deps.clock.now();
         let tx = self.deps.store.begin_tenant(auth.tenant_id).await?;
         let version =

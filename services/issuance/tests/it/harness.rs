@@ -4,7 +4,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use certmesh_crypto::{
     csr::Csr,
-    keys::{Kek, SealedFileBackend},
+    keys::{Kek, KeyBackend, SealedFileBackend},
     tls::server_identity,
 };
 use certmesh_issuance::{BuiltinCa, Deps, Issuance, model::IssueCommand};
@@ -18,6 +18,8 @@ pub struct Harness {
     pub store: Store,
     pub clock: TestClock,
     pub auth: AuthContext,
+    /// The key backend of the built-in CA, where tests put the keys of the CAs they build.
+    pub keys: Arc<dyn KeyBackend>,
     pub _db: TestDb,
     pub _keys: tempfile::TempDir,
 }
@@ -39,8 +41,9 @@ pub async fn harness(db: TestDb) -> Harness {
     let clock = TestClock::at(start());
     let keys_dir = tempfile::tempdir().expect("tempdir");
     let kek = Kek::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("kek");
-    let keys = SealedFileBackend::new(keys_dir.path().to_path_buf(), kek).expect("keys");
-    let builtin = Arc::new(BuiltinCa::new(store.clone(), Arc::new(keys)));
+    let keys: Arc<dyn KeyBackend> =
+        Arc::new(SealedFileBackend::new(keys_dir.path().to_path_buf(), kek).expect("keys"));
+    let builtin = Arc::new(BuiltinCa::new(store.clone(), keys.clone()));
     let tenant = tenants::ensure(store.conn(), "acme", start())
         .await
         .expect("tenant");
@@ -68,6 +71,7 @@ pub async fn harness(db: TestDb) -> Harness {
         store,
         clock,
         auth,
+        keys,
         _db: db,
         _keys: keys_dir,
     }
@@ -95,6 +99,7 @@ pub fn web_spec() -> pb::ProfileSpec {
         require_sans: true,
         allow_ip_sans: false,
         requires_approval: false,
+        issuer_ca_id: String::new(),
     }
 }
 

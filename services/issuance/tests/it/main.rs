@@ -1,5 +1,6 @@
 //! Issuance integration tests: the real issuance path over the real store, on SQLite and on
-//! PostgreSQL, with the built-in CA on the sealed-file key backend.
+//! PostgreSQL, with the built-in CA on the sealed-file key backend (where the CA trees the
+//! tests build keep their keys too).
 
 mod approvals;
 mod harness;
@@ -7,3 +8,4 @@ mod idempotency;
 mod issue;
 mod profiles;
 mod rbac;
+mod tree;
