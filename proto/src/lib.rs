@@ -93,7 +93,7 @@ mod tests {
             .expect("GetProfileVersion is annotated");
         assert_eq!(version.path, "/api/v1/profiles/{name}/versions/{version}");
         assert!(!version.body);
-        assert_eq!(ROUTES.len(), 18);
+        assert_eq!(ROUTES.len(), 32);
     }
 
     #[test]

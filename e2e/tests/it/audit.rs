@@ -31,7 +31,8 @@ fn audit_verify_passes_then_names_the_first_tampered_row() {
 
     let verified = run(certmesh().args(["audit", "verify", "--database-url", &url]));
     let text = String::from_utf8_lossy(&verified.stdout);
-    assert!(text.contains("tenant default: intact, 3 events"), "{text}");
+    // The dev CA's two 1-of-1 ceremonies (start, approval, creation each) come first.
+    assert!(text.contains("tenant default: intact, 9 events"), "{text}");
 
     let jsonl = run(certmesh().args([
         "audit",
@@ -56,6 +57,12 @@ fn audit_verify_passes_then_names_the_first_tampered_row() {
     assert_eq!(
         actions,
         [
+            "ceremonies.start:allowed",
+            "ceremonies.approve:allowed",
+            "cas.create_root:allowed",
+            "ceremonies.start:allowed",
+            "ceremonies.approve:allowed",
+            "cas.create_intermediate:allowed",
             "profiles.create:allowed",
             "certs.issue:allowed",
             "certs.issue:denied"
@@ -63,7 +70,7 @@ fn audit_verify_passes_then_names_the_first_tampered_row() {
     );
     let csv = run(certmesh().args(["audit", "export", "--database-url", &url, "--format", "csv"]));
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
-    assert_eq!(csv.lines().count(), 4, "header and three rows:\n{csv}");
+    assert_eq!(csv.lines().count(), 10, "header and nine rows:\n{csv}");
     for secret in [&api.token, &planted] {
         let body = &secret[4..];
         assert!(

@@ -6,6 +6,7 @@
 mod audit;
 mod bad_input;
 mod boundary;
+mod ca_tree;
 mod dev_mode;
 mod listener;
 mod rbac;

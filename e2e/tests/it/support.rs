@@ -87,6 +87,41 @@ pub fn pkilint_bin() -> PathBuf {
         })
 }
 
+/// The Python of the verifier venv (`make tools`): beside `lint_pkix_cert`, so it has
+/// `cryptography` too.
+pub fn python_bin() -> PathBuf {
+    let python = pkilint_bin().with_file_name("python3");
+    assert!(
+        python.is_file(),
+        "{} does not exist: run `make tools` (the verifier venv)",
+        python.display()
+    );
+    python
+}
+
+/// Validates `leaf` for `dns_name` up to a root in `roots` through `intermediates` with Python
+/// `cryptography`'s X.509 path validation (e2e/scripts/verify_path.py); panics with its reason
+/// unless the path validates. Returns the path's subjects, leaf first.
+pub fn python_verify_path(
+    roots: &Path,
+    intermediates: &Path,
+    leaf: &Path,
+    dns_name: &str,
+) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_path.py");
+    let mut cmd = Command::new(python_bin());
+    cmd.arg(script)
+        .arg(roots)
+        .arg(intermediates)
+        .arg(leaf)
+        .arg(dns_name);
+    let out = run(&mut cmd);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// A `certmesh` command that does not inherit `CERTMESH_*` settings from the caller's
 /// environment, so only the flags a test passes are in effect.
 pub fn certmesh() -> Command {

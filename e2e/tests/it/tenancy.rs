@@ -1,9 +1,10 @@
 //! The tenancy wall through every REST route: two tenants, acme and globex, on one PostgreSQL
 //! database behind one gateway. Acme fills its tenant with profiles, certificates (one under an
-//! idempotency key), a pending approval, a principal and tokens; then globex's admin goes
-//! through every route in `certmesh_proto::ROUTES` and can never see, list, change or decide
-//! any of it. A refusal must also say no more about acme's resource than about one that exists
-//! nowhere, and names globex reuses (profiles, principals, idempotency keys) stay separate.
+//! idempotency key), a pending approval, a principal with a public key, and tokens; then
+//! globex's admin goes through every route in `certmesh_proto::ROUTES` and can never see, list,
+//! change or decide any of it. A refusal must also say no more about acme's resource than about
+//! one that exists nowhere, and what globex reuses (profile and principal names, idempotency
+//! keys, public keys) stays separate.
 //!
 //! A route added to the proto without a case here fails `every_rest_route_has_a_tenancy_case`.
 
@@ -12,6 +13,7 @@ use std::{
     collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
+    process::Command,
 };
 
 use certmesh_proto::ROUTES;
@@ -21,7 +23,7 @@ use tempfile::TempDir;
 
 use crate::support::{
     Api, Csr, PgDatabase, Process, Reply, certmesh, csr, free_port, health, kek_file, run, scratch,
-    tls_identity, web_spec, write,
+    tls_identity, tool, unique, web_spec, write,
 };
 
 /// The RPCs this file drives across the wall: the RPC names of `certmesh_proto::ROUTES`.
@@ -39,11 +41,25 @@ const COVERED: &[&str] = &[
     "CreatePrincipal",
     "GetPrincipal",
     "ListPrincipals",
+    "AddPrincipalKey",
+    "ListPrincipalKeys",
     "CreateToken",
     "ListTokens",
     "RevokeToken",
     "ListAuditEvents",
     "VerifyAudit",
+    "StartCeremony",
+    "GetCeremony",
+    "ListCeremonies",
+    "ApproveCeremony",
+    "CreateRoot",
+    "CreateIntermediate",
+    "RotateCa",
+    "CrossSignCa",
+    "RetireCa",
+    "ListCas",
+    "GetCa",
+    "GetCaChain",
 ];
 
 const ADD_A_CASE: &str = "every REST route needs a tenancy case: in e2e/tests/it/tenancy.rs, \
@@ -84,7 +100,8 @@ fn a_tenant_never_sees_lists_changes_or_decides_another_tenants_resources() {
     let acme = seed_acme(&world);
     // Before globex has anything of its own, so no name can resolve to globex's resource.
     issuance_refuses_globex_on_acme(&world.gina, &acme);
-    iam_refuses_globex_on_acme(&world.gina, &acme);
+    iam_refuses_globex_on_acme(&world.gina, &acme, &world.public_key());
+    ca_refuses_globex_on_acme(&world.gina, &acme);
     let globex = seed_globex(&world, &acme);
     globex_lists_only_its_own(&world.gina, &acme, &globex);
     acme_keeps_its_resources(&world, &acme, &globex);
@@ -169,6 +186,19 @@ impl World {
     fn csr(&self, dns: &str) -> Csr {
         csr(self.dir.path(), dns, "P-256", &[])
     }
+
+    /// A fresh Ed25519 public key, PEM, made the way a custodian makes one.
+    fn public_key(&self) -> String {
+        let key = self.dir.path().join(format!("{}.key", unique("custodian")));
+        let openssl = tool("openssl");
+        run(Command::new(&openssl)
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&key));
+        let public = run(Command::new(&openssl)
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key));
+        String::from_utf8(public.stdout).expect("openssl writes PEM")
+    }
 }
 
 /// `certmesh tenant create`: the tenant's id.
@@ -215,16 +245,21 @@ fn serve(
 ) -> (Process, String) {
     let port = free_port();
     let mut cmd = certmesh();
-    cmd.args(["server", "--services", "issuance,iam,gateway", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--database-url", url, "--tenant", tenant, "--key-dir"])
-        .arg(dir.join("keys"))
-        .arg("--kek-file")
-        .arg(kek)
-        .arg("--tls-cert")
-        .arg(chain)
-        .arg("--tls-key")
-        .arg(key);
+    cmd.args([
+        "server",
+        "--services",
+        "issuance,iam,ca,gateway",
+        "--listen",
+    ])
+    .arg(format!("127.0.0.1:{port}"))
+    .args(["--database-url", url, "--tenant", tenant, "--key-dir"])
+    .arg(dir.join("keys"))
+    .arg("--kek-file")
+    .arg(kek)
+    .arg("--tls-cert")
+    .arg(chain)
+    .arg("--tls-key")
+    .arg(key);
     let mut process = Process::spawn(&format!("certmesh-{tenant}"), cmd, dir);
     let base = format!("https://127.0.0.1:{port}");
     process.wait_until("/healthz over TLS", || health(&base, ca));
@@ -426,10 +461,16 @@ struct AcmeSeed {
     plain_serial: String,
     approval: String,
     robot_id: String,
+    /// The public key registered for acme's robot, and its id there.
+    robot_key_pem: String,
+    robot_key_id: String,
     robot_token_id: String,
     robot_token: String,
     alice_token_id: String,
     page_token: String,
+    /// Acme's CAs (its built-in root and issuing CA) and its open ceremony.
+    ca_ids: Vec<String>,
+    ceremony: String,
 }
 
 impl AcmeSeed {
@@ -443,11 +484,22 @@ impl AcmeSeed {
 
     /// Strings only acme's resources carry.
     fn marks(&self) -> Vec<&str> {
-        let ids = [&self.plain_serial, &self.approval, &self.robot_id];
-        let more = [&self.robot_token_id, &self.alice_token_id, &self.tenant_id];
+        let ids = [
+            &self.plain_serial,
+            &self.approval,
+            &self.robot_id,
+            &self.robot_key_id,
+        ];
+        let more = [
+            &self.robot_token_id,
+            &self.alice_token_id,
+            &self.tenant_id,
+            &self.ceremony,
+        ];
         let names = [self.keyed_serial(), "alice", "bob", "acme-held"];
         ids.into_iter()
             .chain(more)
+            .chain(&self.ca_ids)
             .map(String::as_str)
             .chain(names)
             .collect()
@@ -476,6 +528,11 @@ fn seed_acme(world: &World) -> AcmeSeed {
     let robot = alice
         .post("CreatePrincipal", "/api/v1/principals", &robot)
         .ok();
+    let robot_key_pem = world.public_key();
+    let key = json!({ "public_key_pem": robot_key_pem });
+    let robot_key = alice
+        .post("AddPrincipalKey", "/api/v1/principals/robot/keys", &key)
+        .ok();
     let minted = json!({ "principal": "robot", "name": "robot-ci" });
     let minted = alice.post("CreateToken", "/api/v1/tokens", &minted).ok();
     let mut own = alice.list("ListTokens", "/api/v1/tokens", "tokens", "id");
@@ -486,6 +543,22 @@ fn seed_acme(world: &World) -> AcmeSeed {
         .to_string();
     assert!(!page_token.is_empty(), "two certificates in pages of one");
 
+    let keeper = json!({ "name": "keeper", "roles": ["custodian"] });
+    alice
+        .post("CreatePrincipal", "/api/v1/principals", &keeper)
+        .ok();
+    let ceremony = json!({
+        "purpose": "create_root",
+        "threshold": 1,
+        "custodians": ["keeper"],
+        "params": { "name": "acme-root", "subject_cn": "Acme Root", "key_spec": "ecdsa-p256" },
+    });
+    let ceremony = alice
+        .post("StartCeremony", "/api/v1/ceremonies", &ceremony)
+        .ok();
+    let ca_ids = alice.list("ListCas", "/api/v1/cas", "cas", "id");
+    assert_eq!(ca_ids.len(), 2, "acme's built-in root and issuing CA");
+
     let text = |v: &Value| v.as_str().expect("a string field").to_string();
     AcmeSeed {
         tenant_id: world.acme_id.clone(),
@@ -494,10 +567,14 @@ fn seed_acme(world: &World) -> AcmeSeed {
         plain_serial: text(&plain["certificate"]["serial"]),
         approval: text(&pending["approval_id"]),
         robot_id: text(&robot["id"]),
+        robot_key_pem,
+        robot_key_id: text(&robot_key["id"]),
         robot_token_id: text(&minted["info"]["id"]),
         robot_token: text(&minted["token"]),
         alice_token_id: own.pop_first().expect("alice's bootstrap token"),
         page_token,
+        ca_ids: ca_ids.into_iter().collect(),
+        ceremony: text(&ceremony["id"]),
     }
 }
 
@@ -545,12 +622,20 @@ fn issuance_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed) {
 }
 
 /// Acme's principals and tokens, by name and id: the same 404 as for ones that exist nowhere;
-/// globex cannot mint a token for, list the tokens of, or revoke a token of acme's.
-fn iam_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed) {
+/// globex cannot register `key` for, or list the keys of, any of acme's principals, nor mint a
+/// token for, list the tokens of, or revoke a token of acme's.
+fn iam_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed, key: &str) {
+    let key = json!({ "public_key_pem": key });
     for name in ["robot", "alice", "bob"] {
         let hidden = [name, ABSENT_NAME];
         gina.assert_hidden("GetPrincipal", "PRINCIPAL_NOT_FOUND", hidden, |n| {
             (format!("/api/v1/principals/{n}"), None)
+        });
+        gina.assert_hidden("AddPrincipalKey", "PRINCIPAL_NOT_FOUND", hidden, |n| {
+            (format!("/api/v1/principals/{n}/keys"), Some(key.clone()))
+        });
+        gina.assert_hidden("ListPrincipalKeys", "PRINCIPAL_NOT_FOUND", hidden, |n| {
+            (format!("/api/v1/principals/{n}/keys"), None)
         });
         gina.assert_hidden("CreateToken", "PRINCIPAL_NOT_FOUND", hidden, |n| {
             let body = json!({ "principal": n, "name": "stolen" });
@@ -566,6 +651,76 @@ fn iam_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed) {
             (format!("/api/v1/tokens/{id}/revoke"), None)
         });
     }
+}
+
+/// Acme's CAs and ceremony, by id: each is the 404 one that exists nowhere gets; globex can
+/// neither approve acme's ceremony nor run an operation with it, nor retire, rotate,
+/// cross-sign or extend acme's CAs, nor name acme's custodian on a ceremony of its own.
+fn ca_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed) {
+    let ceremony = [acme.ceremony.as_str(), ABSENT_UUID];
+    gina.assert_hidden("GetCeremony", "CEREMONY_NOT_FOUND", ceremony, |id| {
+        (format!("/api/v1/ceremonies/{id}"), None)
+    });
+    gina.assert_hidden("ApproveCeremony", "CEREMONY_NOT_FOUND", ceremony, |id| {
+        let body = json!({ "signature": "AAAA" });
+        (format!("/api/v1/ceremonies/{id}/approvals"), Some(body))
+    });
+    gina.assert_hidden("CreateRoot", "CEREMONY_NOT_FOUND", ceremony, |id| {
+        let params =
+            json!({ "name": "acme-root", "subject_cn": "Acme Root", "key_spec": "ecdsa-p256" });
+        let body = json!({ "ceremony_id": id, "params": params });
+        ("/api/v1/cas".to_string(), Some(body))
+    });
+    for ca in &acme.ca_ids {
+        let hidden = [ca.as_str(), ABSENT_UUID];
+        gina.assert_hidden("GetCa", "CA_NOT_FOUND", hidden, |id| {
+            (format!("/api/v1/cas/{id}"), None)
+        });
+        gina.assert_hidden("GetCaChain", "CA_NOT_FOUND", hidden, |id| {
+            (format!("/api/v1/cas/{id}/chain"), None)
+        });
+        for confirm in [false, true] {
+            gina.assert_hidden("RetireCa", "CA_NOT_FOUND", hidden, |id| {
+                let body = json!({ "confirm": confirm });
+                (format!("/api/v1/cas/{id}/retire"), Some(body))
+            });
+        }
+        // With acme's ceremony, on acme's CA and on one that exists nowhere: the same refusal.
+        gina.assert_hidden("CreateIntermediate", "CEREMONY_NOT_FOUND", hidden, |id| {
+            let params = json!({ "name": "sub", "subject_cn": "Sub", "key_spec": "ecdsa-p256" });
+            let body = json!({ "ceremony_id": acme.ceremony, "params": params });
+            (format!("/api/v1/cas/{id}/intermediates"), Some(body))
+        });
+        gina.assert_hidden("RotateCa", "CEREMONY_NOT_FOUND", hidden, |id| {
+            let params = json!({ "key_spec": "ecdsa-p256", "validity_days": 30 });
+            let body = json!({ "ceremony_id": acme.ceremony, "params": params });
+            (format!("/api/v1/cas/{id}/rotate"), Some(body))
+        });
+        gina.assert_hidden("CrossSignCa", "CEREMONY_NOT_FOUND", hidden, |id| {
+            // An issuer that exists nowhere either, and is not the CA itself.
+            let issuer = "0d4b9e57-2c81-4f6a-9b3e-71a5c8e2f390";
+            let params = json!({ "issuer_ca_id": issuer, "validity_days": 30 });
+            let body = json!({ "ceremony_id": acme.ceremony, "params": params });
+            (format!("/api/v1/cas/{id}/cross-sign"), Some(body))
+        });
+    }
+    // Acme's custodian is no principal of globex's: named like one that exists nowhere.
+    let start = |name: &str| {
+        let body = json!({
+            "purpose": "create_root",
+            "threshold": 1,
+            "custodians": [name],
+            "params": { "name": "g-root", "subject_cn": "G Root", "key_spec": "ecdsa-p256" },
+        });
+        gina.post("StartCeremony", "/api/v1/ceremonies", &body)
+            .error(400, "INVALID_ARGUMENT", "REQUEST_INVALID")
+            .replace(name, "<name>")
+    };
+    assert_eq!(
+        start("keeper"),
+        start(ABSENT_NAME),
+        "acme's custodian shows through"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,6 +832,19 @@ fn globex_reuses_acme_principal_name(
         (&got["id"], &got["roles"]),
         (&robot["id"], &json!(["auditor"]))
     );
+    // Keys are unique per tenant: acme holding this one must neither block nor show here.
+    let key = json!({ "public_key_pem": acme.robot_key_pem });
+    let key = gina
+        .post("AddPrincipalKey", "/api/v1/principals/robot/keys", &key)
+        .ok();
+    assert_ne!(key["id"], json!(acme.robot_key_id), "{key}");
+    let keys = gina.list(
+        "ListPrincipalKeys",
+        "/api/v1/principals/robot/keys",
+        "keys",
+        "id",
+    );
+    assert_eq!(keys, set([key["id"].as_str().expect("an id")]));
     let minted = json!({ "principal": "robot", "name": "robot-ci" });
     let minted = gina.post("CreateToken", "/api/v1/tokens", &minted).ok();
 
@@ -723,6 +891,12 @@ fn globex_lists_only_its_own(gina: &Caller, acme: &AcmeSeed, globex: &GlobexSeed
     );
     let ids = field_set(&principals, "principals", "id");
     assert!(ids.contains(&globex.robot_id) && !ids.contains(&acme.robot_id));
+
+    let cas = gina.list("ListCas", "/api/v1/cas", "cas", "id");
+    assert_eq!(cas.len(), 2, "globex's own built-in CAs: {cas:?}");
+    assert!(acme.ca_ids.iter().all(|id| !cas.contains(id)), "{cas:?}");
+    let ceremonies = gina.list("ListCeremonies", "/api/v1/ceremonies", "ceremonies", "id");
+    assert!(ceremonies.is_empty(), "globex started none: {ceremonies:?}");
 
     let own = gina.list("ListTokens", "/api/v1/tokens", "tokens", "id");
     assert_eq!(own.len(), 1, "gina's bootstrap token only: {own:?}");
@@ -771,9 +945,31 @@ fn acme_keeps_its_resources(world: &World, acme: &AcmeSeed, globex: &GlobexSeed)
     let principals = alice.get("ListPrincipals", "/api/v1/principals").ok();
     assert_eq!(
         field_set(&principals, "principals", "name"),
-        set(["alice", "bob", "robot"])
+        set(["alice", "bob", "keeper", "robot"])
     );
     assert!(!field_set(&principals, "principals", "id").contains(&globex.robot_id));
+    for (name, keys) in [
+        ("robot", set([acme.robot_key_id.as_str()])),
+        ("alice", set([])),
+        ("bob", set([])),
+    ] {
+        let path = format!("/api/v1/principals/{name}/keys");
+        let got = alice.list("ListPrincipalKeys", &path, "keys", "id");
+        assert_eq!(got, keys, "{name}'s keys after globex's attempts");
+    }
+
+    let cas = alice.get("ListCas", "/api/v1/cas").ok();
+    let ids: BTreeSet<String> = acme.ca_ids.iter().cloned().collect();
+    assert_eq!(field_set(&cas, "cas", "id"), ids, "{cas}");
+    assert_eq!(field_set(&cas, "cas", "status"), set(["active"]), "{cas}");
+    assert_eq!(field_set(&cas, "cas", "generation"), set(["1"]), "{cas}");
+    let path = format!("/api/v1/ceremonies/{}", acme.ceremony);
+    let ceremony = alice.get("GetCeremony", &path).ok();
+    assert_eq!(ceremony["status"], "open", "{ceremony}");
+    assert!(
+        ceremony.get("approved_by").is_none_or(|a| a == &json!([])),
+        "{ceremony}"
+    );
 }
 
 /// The token globex tried to revoke still works, and the approval globex tried to approve and

@@ -1,9 +1,13 @@
 //! Command-line surface of the `certmesh` binary. Every flag has a `CERTMESH_*` variable.
 
+mod ca;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use certmesh_kit::Secret;
 use clap::{Args, Parser, Subcommand};
+
+pub use self::ca::{CaCommand, CaParamsArgs, CeremonyCommand, CeremonyPurpose, CeremonyStartArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +70,21 @@ pub enum Command {
         #[command(subcommand)]
         command: ApprovalCommand,
     },
+    /// m-of-n key ceremonies that gate CA operations, through the gateway.
+    Ceremony {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: CeremonyCommand,
+    },
+    /// The CA tree (roots, intermediates, rotation, cross-signing, retirement), through the
+    /// gateway.
+    Ca {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: CaCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +125,9 @@ pub struct ServerArgs {
     /// Where the gateway reaches the iam role when it is not in this process.
     #[arg(long, env = "CERTMESH_IAM_ENDPOINT")]
     pub iam_endpoint: Option<String>,
+    /// Where the gateway reaches the ca role when it is not in this process.
+    #[arg(long, env = "CERTMESH_CA_ENDPOINT")]
+    pub ca_endpoint: Option<String>,
     /// CA bundle trusted for https:// role endpoints.
     #[arg(long, env = "CERTMESH_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
@@ -188,6 +210,15 @@ pub enum PrincipalCommand {
     Get { name: String },
     /// List principals.
     List,
+    /// Register a public key the principal signs key-ceremony approvals with.
+    AddKey {
+        name: String,
+        /// Ed25519 or ECDSA P-256 public key, PEM, as `openssl pkey -pubout` writes it.
+        #[arg(long)]
+        public_key: PathBuf,
+    },
+    /// List a principal's public keys, revoked ones too.
+    Keys { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +390,188 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn principal_key_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "certmesh",
+            "principal",
+            "add-key",
+            "carol",
+            "--public-key",
+            "carol.pub",
+        ])
+        .expect("parses");
+        let Command::Principal {
+            command: PrincipalCommand::AddKey { name, public_key },
+            ..
+        } = cli.command
+        else {
+            panic!("principal add-key")
+        };
+        assert_eq!((name.as_str(), public_key), ("carol", "carol.pub".into()));
+        assert!(Cli::try_parse_from(["certmesh", "principal", "add-key", "carol"]).is_err());
+        let cli = Cli::try_parse_from(["certmesh", "principal", "keys", "carol"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Principal {
+                command: PrincipalCommand::Keys { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn ceremony_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "certmesh",
+            "ceremony",
+            "start",
+            "--purpose",
+            "create_intermediate",
+            "--threshold",
+            "2",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--custodian",
+            "carol",
+            "--name",
+            "ops-policy",
+            "--parent",
+            "0193c0de-0000-7000-8000-000000000001",
+            "--subject-cn",
+            "Ops Policy CA",
+            "--path-len",
+            "1",
+            "--permit-dns",
+            "example.com",
+            "--permit-dns",
+            "example.net",
+            "--exclude-dns",
+            "corp.example.com",
+            "--validity-days",
+            "1825",
+        ])
+        .expect("parses");
+        let Command::Ceremony {
+            command: CeremonyCommand::Start(start),
+            ..
+        } = cli.command
+        else {
+            panic!("ceremony start")
+        };
+        assert_eq!(start.purpose, CeremonyPurpose::CreateIntermediate);
+        assert_eq!(start.threshold, 2);
+        assert_eq!(start.custodians, ["alice", "bob", "carol"]);
+        assert_eq!(start.expires_in, "24h");
+        let p = &start.params;
+        assert_eq!(p.permit_dns, ["example.com", "example.net"]);
+        assert_eq!(p.exclude_dns, ["corp.example.com"]);
+        assert_eq!((p.path_len, p.validity_days), (Some(1), Some(1825)));
+        assert_eq!(p.key_spec, None, "the client fills in the default");
+
+        let start = |purpose: &str, custodian: bool| {
+            let mut argv = vec!["certmesh", "ceremony", "start", "--purpose", purpose];
+            argv.extend(["--threshold", "1"]);
+            if custodian {
+                argv.extend(["--custodian", "admin"]);
+            }
+            Cli::try_parse_from(argv)
+        };
+        assert!(start("import_root", true).is_ok());
+        assert!(
+            start("create_root", false).is_err(),
+            "--custodian is required"
+        );
+        assert!(
+            start("create-root", true).is_err(),
+            "purposes are the API's names"
+        );
+        assert!(start("revoke", true).is_err());
+
+        let cli =
+            Cli::try_parse_from(["certmesh", "ceremony", "approve", "c-1", "--key", "me.key"])
+                .expect("parses");
+        let Command::Ceremony {
+            command: CeremonyCommand::Approve { id, key },
+            ..
+        } = cli.command
+        else {
+            panic!("ceremony approve")
+        };
+        assert_eq!((id.as_str(), key), ("c-1", "me.key".into()));
+        assert!(Cli::try_parse_from(["certmesh", "ceremony", "approve", "c-1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["certmesh", "ceremony", "list", "--status", "completed"]).is_ok()
+        );
+        assert!(Cli::try_parse_from(["certmesh", "ceremony", "list", "--status", "done"]).is_err());
+        assert!(Cli::try_parse_from(["certmesh", "ceremony", "show", "c-1"]).is_ok());
+    }
+
+    #[test]
+    fn ca_commands_parse() {
+        let cli = Cli::try_parse_from(["certmesh", "ca", "create-root", "--ceremony", "c-1"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Ca {
+                command: CaCommand::CreateRoot { .. },
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["certmesh", "ca", "create-root"]).is_err());
+        let cli = Cli::try_parse_from([
+            "certmesh",
+            "ca",
+            "import-root",
+            "--ceremony",
+            "c-2",
+            "--certificate",
+            "root.pem",
+        ])
+        .expect("parses");
+        let Command::Ca {
+            command: CaCommand::ImportRoot { certificate, .. },
+            ..
+        } = cli.command
+        else {
+            panic!("ca import-root")
+        };
+        assert_eq!(certificate, PathBuf::from("root.pem"));
+        assert!(
+            Cli::try_parse_from(["certmesh", "ca", "import-root", "--ceremony", "c-2"]).is_err()
+        );
+        for gated in ["create-intermediate", "rotate", "cross-sign"] {
+            let argv = ["certmesh", "ca", gated, "--ceremony", "c-3"];
+            assert!(Cli::try_parse_from(argv).is_ok(), "{gated}");
+        }
+
+        let retire = |argv: &[&str]| match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Ca {
+                command: CaCommand::Retire { id, confirm },
+                ..
+            } => (id, confirm),
+            other => panic!("ca retire: {other:?}"),
+        };
+        assert_eq!(
+            retire(&["certmesh", "ca", "retire", "x"]),
+            ("x".into(), false)
+        );
+        assert_eq!(
+            retire(&["certmesh", "ca", "retire", "x", "--confirm"]),
+            ("x".into(), true)
+        );
+        for argv in [
+            &["certmesh", "ca", "list"][..],
+            &["certmesh", "ca", "show", "x"],
+            &["certmesh", "ca", "chain", "x"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
+        }
+        assert!(Cli::try_parse_from(["certmesh", "ca", "chain"]).is_err());
     }
 
     #[test]

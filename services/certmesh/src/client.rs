@@ -1,6 +1,8 @@
 //! The operator CLI: a thin gRPC client of the gateway. Prints responses as proto3 JSON (the
 //! same shape as the REST API) and errors as `CODE (REASON): message`.
 
+mod ca;
+
 use std::fs;
 
 use anyhow::{Context, anyhow};
@@ -16,6 +18,7 @@ use certmesh_proto::issuance::{
 use serde::Serialize;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
+pub use self::ca::{ca, ceremony};
 use crate::cli::{
     ApprovalCommand, CertCommand, ClientArgs, PrincipalCommand, ProfileCommand, TokenCommand,
 };
@@ -228,6 +231,28 @@ pub async fn principal(args: &ClientArgs, command: PrincipalCommand) -> anyhow::
         PrincipalCommand::List => print_json(
             client
                 .list_principals(iam::ListPrincipalsRequest {})
+                .await
+                .map_err(failed)?
+                .get_ref(),
+        ),
+        PrincipalCommand::AddKey { name, public_key } => {
+            let public_key_pem = fs::read_to_string(&public_key)
+                .with_context(|| format!("reading {}", public_key.display()))?;
+            let request = iam::AddPrincipalKeyRequest {
+                name,
+                public_key_pem,
+            };
+            print_json(
+                client
+                    .add_principal_key(request)
+                    .await
+                    .map_err(failed)?
+                    .get_ref(),
+            )
+        }
+        PrincipalCommand::Keys { name } => print_json(
+            client
+                .list_principal_keys(iam::ListPrincipalKeysRequest { name })
                 .await
                 .map_err(failed)?
                 .get_ref(),

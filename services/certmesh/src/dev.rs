@@ -11,16 +11,19 @@ use std::{
 };
 
 use anyhow::Context;
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use certmesh_ca::{Actor, Hierarchy};
 use certmesh_crypto::{
+    ceremony::{generate_ed25519, sign_with_private_key_pem},
     csr::ExtendedKeyUsage,
-    keys::{Kek, SealedFileBackend},
+    keys::{Kek, KeyBackend, SealedFileBackend},
     serial::Serial,
     tls::server_identity,
 };
 use certmesh_gateway::GatewayState;
 use certmesh_issuance::{
     BuiltinCa,
-    issuer::{Issuer, SignRequest},
+    issuer::{ISSUING_NAME, Issuer, ROOT_NAME, SignRequest},
 };
 use certmesh_kit::{
     SharedClock,
@@ -28,13 +31,17 @@ use certmesh_kit::{
     serve::{serve, shutdown_signal},
     tls::server_config,
 };
-use certmesh_store::{Store, TenantId, principals, tenants, tokens};
+use certmesh_proto::ca as pb;
+use certmesh_store::principals;
+use certmesh_store::{
+    Store, StoreError, TenantId, cas, principal_keys, principals::PrincipalRecord, tenants, tokens,
+};
 use chrono::Duration;
 use tokio::net::TcpListener;
 
 use crate::{
     cli::ServerArgs,
-    server::{iam_backends, issuance_backends, rate_limit, store_ready},
+    server::{ca_backends, iam_backends, issuance_backends, rate_limit, store_ready},
 };
 
 /// Files --dev keeps under `<data-dir>/dev`.
@@ -44,6 +51,7 @@ struct DevPaths {
     kek: PathBuf,
     token: PathBuf,
     bundle: PathBuf,
+    custodian: PathBuf,
 }
 
 impl DevPaths {
@@ -55,6 +63,7 @@ impl DevPaths {
             kek: dev.join("kek"),
             token: dev.join("admin.token"),
             bundle: dev.join("ca-bundle.pem"),
+            custodian: dev.join("custodian.key"),
         }
     }
 }
@@ -71,13 +80,29 @@ pub async fn run(
         .context("opening the SQLite database")?;
     store.migrate().await.context("applying migrations")?;
     let tenant = tenants::ensure(store.conn(), "default", clock.now()).await?;
-    admin_token(&store, tenant, &paths.token, clock.as_ref()).await?;
+    let admin = admin_token(&store, tenant, &paths.token, clock.as_ref()).await?;
 
     let kek =
         Kek::load_or_create(&paths.kek).context("loading the development key-encryption key")?;
-    let keys =
-        SealedFileBackend::new(paths.keys.clone(), kek).context("opening the key directory")?;
-    let builtin = Arc::new(BuiltinCa::new(store.clone(), Arc::new(keys)));
+    let keys: Arc<dyn KeyBackend> = Arc::new(
+        SealedFileBackend::new(paths.keys.clone(), kek).context("opening the key directory")?,
+    );
+    let hierarchy = Hierarchy::new(certmesh_ca::Deps {
+        store: store.clone(),
+        clock: clock.clone(),
+        keys: keys.clone(),
+    });
+    ceremony_bootstrap(
+        &hierarchy,
+        &store,
+        tenant,
+        &admin,
+        &paths.custodian,
+        clock.now(),
+    )
+    .await
+    .context("bootstrapping the dev CA through its key ceremonies")?;
+    let builtin = Arc::new(BuiltinCa::new(store.clone(), keys.clone()));
     let root = builtin
         .bootstrap(tenant, "certmesh dev", clock.now())
         .await
@@ -91,6 +116,7 @@ pub async fn run(
     let tls = gateway_tls(&builtin, tenant, addr.ip(), clock.as_ref()).await?;
     let mut backends = issuance_backends(&store, builtin, clock.clone(), metrics.clone());
     backends.extend(iam_backends(&store, clock.clone()));
+    backends.extend(ca_backends(&store, keys, clock.clone()));
     let state = GatewayState {
         backends,
         metrics,
@@ -105,30 +131,144 @@ pub async fn run(
     Ok(())
 }
 
-/// Reuse the token in `path` if it still verifies; otherwise mint one and write it (0600).
+/// The dev admin (admin and custodian); reuses the token in `path` if it still verifies,
+/// otherwise mints one and writes it (0600).
 async fn admin_token(
     store: &Store,
     tenant: TenantId,
     path: &Path,
     clock: &dyn certmesh_kit::Clock,
-) -> anyhow::Result<()> {
-    if let Ok(existing) = fs::read_to_string(path)
-        && tokens::verify(store, existing.trim(), clock.now())
-            .await?
-            .is_some()
-    {
-        return Ok(());
-    }
+) -> anyhow::Result<PrincipalRecord> {
     let now = clock.now();
+    let roles = ["admin".to_string(), "custodian".to_string()];
+    let admin = store
+        .in_tenant(tenant, async |tx| {
+            principals::ensure(tx, tenant, "admin", "user", &roles, now).await
+        })
+        .await?;
+    if let Ok(existing) = fs::read_to_string(path)
+        && tokens::verify(store, existing.trim(), now).await?.is_some()
+    {
+        return Ok(admin);
+    }
     let (_, token) = store
         .in_tenant(tenant, async |tx| {
-            let admin =
-                principals::ensure(tx, tenant, "admin", "user", &["admin".to_string()], now)
-                    .await?;
             tokens::create(tx, tenant, admin.id, "dev-admin", None, now).await
         })
         .await?;
-    write_file(path, format!("{token}\n").as_bytes(), 0o600)
+    write_file(path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(admin)
+}
+
+/// Creates the dev root and issuing CA, if missing, the way an operator would: each through a
+/// 1-of-1 key ceremony with the dev admin as custodian, approved with the custodian key kept
+/// in `key_path` (made and registered on first start). Recorded like any other ceremony.
+async fn ceremony_bootstrap(
+    hierarchy: &Hierarchy,
+    store: &Store,
+    tenant: TenantId,
+    admin: &PrincipalRecord,
+    key_path: &Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let existing = async |name: &str| {
+        store
+            .in_tenant(tenant, async |tx| cas::by_name(tx, tenant, name).await)
+            .await
+    };
+    if existing(ISSUING_NAME).await?.is_some() {
+        return Ok(());
+    }
+    let key_pem = match fs::read_to_string(key_path) {
+        Ok(pem) => zeroize::Zeroizing::new(pem),
+        Err(_) => {
+            let (pem, public) = generate_ed25519()?;
+            let added = store
+                .in_tenant(tenant, async |tx| {
+                    principal_keys::add(
+                        tx,
+                        tenant,
+                        admin.id,
+                        public.algorithm().as_str(),
+                        public.spki_der(),
+                        &public.fingerprint(),
+                        now,
+                    )
+                    .await
+                })
+                .await;
+            match added {
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            write_file(key_path, pem.as_bytes(), 0o600)?;
+            pem
+        }
+    };
+    let actor = Actor {
+        tenant,
+        principal_id: admin.id,
+        principal: admin.name.clone(),
+        custodian: true,
+        request_id: "dev-bootstrap".to_string(),
+    };
+    let root = match existing(ROOT_NAME).await? {
+        Some(root) => root,
+        None => {
+            let params = pb::CaParams {
+                name: ROOT_NAME.into(),
+                subject_cn: "certmesh dev Root CA".into(),
+                subject_o: "certmesh".into(),
+                key_spec: "ecdsa-p256".into(),
+                path_len: Some(1),
+                validity_days: 3650,
+                ..Default::default()
+            };
+            let id = approved(hierarchy, &actor, &key_pem, "create_root", &params).await?;
+            hierarchy.create_root(&actor, &id, &params, None).await?.ca
+        }
+    };
+    let params = pb::CaParams {
+        name: ISSUING_NAME.into(),
+        parent_ca_id: root.id.to_string(),
+        subject_cn: "certmesh dev Issuing CA 1".into(),
+        subject_o: "certmesh".into(),
+        key_spec: "ecdsa-p256".into(),
+        path_len: Some(0),
+        validity_days: 1825,
+        ..Default::default()
+    };
+    let id = approved(hierarchy, &actor, &key_pem, "create_intermediate", &params).await?;
+    hierarchy
+        .create_intermediate(&actor, &root.id.to_string(), &id, &params)
+        .await?;
+    tracing::info!("Dev CA created through 1-of-1 key ceremonies with the dev admin as custodian.");
+    Ok(())
+}
+
+/// Starts a 1-of-1 ceremony for `params` and approves it with the custodian key; its id.
+async fn approved(
+    hierarchy: &Hierarchy,
+    actor: &Actor,
+    key_pem: &str,
+    purpose: &str,
+    params: &pb::CaParams,
+) -> anyhow::Result<String> {
+    let request = pb::StartCeremonyRequest {
+        purpose: purpose.into(),
+        threshold: 1,
+        custodians: vec![actor.principal.clone()],
+        params: Some(params.clone()),
+        expires_in: "1h".into(),
+    };
+    let ceremony = hierarchy.start_ceremony(actor, &request).await?;
+    let message = certmesh_crypto::ceremony::signing_message(&ceremony.record.digest);
+    let signature = sign_with_private_key_pem(key_pem, &message)?;
+    let id = ceremony.record.id.to_string();
+    hierarchy
+        .approve(actor, &id, &BASE64.encode(signature))
+        .await?;
+    Ok(id)
 }
 
 /// A fresh key and a 30-day serverAuth certificate for the gateway, from the dev issuing CA.

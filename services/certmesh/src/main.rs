@@ -1,5 +1,6 @@
 //! The `certmesh` binary: server roles (`server`), schema and token administration (`migrate`,
-//! `token`), and the operator CLI (`cert`, `profile`, `approval`), a gRPC client of the gateway.
+//! `token`), and the operator CLI (`cert`, `profile`, `approval`, `principal`, `ceremony`,
+//! `ca`), a gRPC client of the gateway.
 
 mod admin;
 mod cli;
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
             Command::Cert { client, command } => client::cert(&client, command).await,
             Command::Profile { client, command } => client::profile(&client, command).await,
             Command::Approval { client, command } => client::approval(&client, command).await,
+            Command::Ceremony { client, command } => client::ceremony(&client, command).await,
+            Command::Ca { client, command } => client::ca(&client, command).await,
         }
     });
     match result {

@@ -4,6 +4,7 @@
 use std::{collections::BTreeMap, fs, path::Path, sync::Arc};
 
 use anyhow::{Context, bail};
+use certmesh_ca::Hierarchy;
 use certmesh_crypto::keys::{Kek, KeyBackend, SealedFileBackend};
 use certmesh_gateway::{Backend, GatewayState};
 use certmesh_iam::Iam;
@@ -16,6 +17,7 @@ use certmesh_kit::{
     serve::{serve, shutdown_signal},
     tls::server_config,
 };
+use certmesh_proto::ca::ca_service_server::CaServiceServer;
 use certmesh_proto::iam::{
     audit_service_server::AuditServiceServer, principal_service_server::PrincipalServiceServer,
     token_service_server::TokenServiceServer,
@@ -32,7 +34,7 @@ use tower::Layer;
 use crate::{cli::ServerArgs, dev};
 
 /// Roles this build can run.
-const ROLES: &[&str] = &["issuance", "iam", "gateway"];
+const ROLES: &[&str] = &["issuance", "iam", "ca", "gateway"];
 /// gRPC services of the issuance role.
 const ISSUANCE_SERVICES: [&str; 3] = [
     IssuanceServiceServer::<Issuance>::NAME,
@@ -45,6 +47,24 @@ const IAM_SERVICES: [&str; 3] = [
     TokenServiceServer::<Iam>::NAME,
     AuditServiceServer::<Iam>::NAME,
 ];
+
+/// gRPC service of the ca role.
+const CA_SERVICE: &str = CaServiceServer::<Hierarchy>::NAME;
+
+/// The ca role's gRPC service, authenticated, as a gateway backend.
+pub fn ca_backends(
+    store: &Store,
+    keys: Arc<dyn KeyBackend>,
+    clock: SharedClock,
+) -> BTreeMap<String, Backend> {
+    let auth = AuthLayer::new(TokenVerifier::new(store.clone(), clock.clone()));
+    let service = certmesh_ca::service(Hierarchy::new(certmesh_ca::Deps {
+        store: store.clone(),
+        clock,
+        keys,
+    }));
+    BTreeMap::from([(CA_SERVICE.to_string(), Backend::local(auth.layer(service)))])
+}
 
 /// The iam role's gRPC services, authenticated, as gateway backends.
 pub fn iam_backends(store: &Store, clock: SharedClock) -> BTreeMap<String, Backend> {
@@ -135,11 +155,11 @@ fn key_backend(args: &ServerArgs) -> anyhow::Result<Arc<dyn KeyBackend>> {
     let dir = args
         .key_dir
         .clone()
-        .context("--key-dir is required for the issuance role")?;
+        .context("--key-dir is required for the issuance and ca roles")?;
     let kek = match &args.kek_file {
         Some(path) => Kek::from_file(path).context("reading --kek-file")?,
         None => Kek::from_env("CERTMESH_KEK")
-            .context("the issuance role needs --kek-file or CERTMESH_KEK")?,
+            .context("the issuance and ca roles need --kek-file or CERTMESH_KEK")?,
     };
     Ok(Arc::new(
         SealedFileBackend::new(dir, kek).context("opening the key directory")?,
@@ -167,7 +187,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let has = |r: &str| args.services.iter().any(|s| s == r);
     if args.services.is_empty() {
-        bail!("name the roles to run with --services (issuance, iam, gateway), or use --dev");
+        bail!("name the roles to run with --services (issuance, iam, ca, gateway), or use --dev");
     }
     let tls = match (&args.tls_cert, &args.tls_key, args.dangerous_plaintext) {
         (Some(cert), Some(key), false) => Some(server_config(
@@ -183,11 +203,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
 
     let mut backends = BTreeMap::new();
-    let store = if has("issuance") || has("iam") {
+    let store = if has("issuance") || has("iam") || has("ca") {
         let url = args
             .database_url
             .as_deref()
-            .context("--database-url is required for the issuance and iam roles")?;
+            .context("--database-url is required for the issuance, iam and ca roles")?;
         let s = Store::connect(url)
             .await
             .context("connecting to the database")?;
@@ -208,8 +228,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|p| read(p, "--ca-bundle"))
         .transpose()?;
-    if let (true, Some(s)) = (has("issuance"), &store) {
-        let builtin = Arc::new(BuiltinCa::new(s.clone(), key_backend(&args)?));
+    let keys = if has("issuance") || has("ca") {
+        Some(key_backend(&args)?)
+    } else {
+        None
+    };
+    if let (true, Some(s), Some(keys)) = (has("issuance"), &store, &keys) {
+        let builtin = Arc::new(BuiltinCa::new(s.clone(), keys.clone()));
         let tenant = tenants::ensure(s.conn(), &args.tenant, clock.now()).await?;
         builtin
             .bootstrap(tenant, "certmesh", clock.now())
@@ -229,6 +254,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
         for name in ISSUANCE_SERVICES {
             backends.insert(name.to_string(), Backend::remote(channel.clone()));
+        }
+    }
+    if let (true, Some(s), Some(keys)) = (has("ca"), &store, &keys) {
+        backends.extend(ca_backends(s, keys.clone(), clock.clone()));
+    } else if has("gateway") {
+        match args.ca_endpoint.as_deref() {
+            Some(url) => {
+                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                backends.insert(CA_SERVICE.to_string(), Backend::remote(channel));
+            }
+            None => tracing::warn!(
+                "No ca role here and no --ca-endpoint: the CA hierarchy and ceremony APIs are off."
+            ),
         }
     }
     if let (true, Some(s)) = (has("iam"), &store) {

@@ -254,6 +254,46 @@ pub fn sign_with_private_key_pem(pem: &str, message: &[u8]) -> Result<Vec<u8>> {
     Ok(signature.as_ref().to_vec())
 }
 
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4): the 32 key bytes follow.
+const ED25519_SPKI_PREFIX: &[u8] = &[
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// DER prefix of an Ed25519 PKCS#8 v1 private key (RFC 8410 §7): the 32-byte seed follows.
+const ED25519_PKCS8_V1_PREFIX: &[u8] = &[
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// Where the seed sits in the PKCS#8 v2 document ring generates.
+const ED25519_V2_SEED: std::ops::Range<usize> = 16..48;
+
+/// A new Ed25519 custodian key: its private key as a PEM `PRIVATE KEY` (PKCS#8, wiped from
+/// memory when dropped) and its public key, ready to register. For the development server's
+/// own custodian; real custodians make their keys on their own machines.
+pub fn generate_ed25519() -> Result<(Zeroizing<String>, ApproverKey)> {
+    use ring::signature::KeyPair;
+    let rng = SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| CryptoError::Signing {
+        detail: "Ed25519 key generation failed".to_owned(),
+    })?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| CryptoError::Signing {
+        detail: "a generated Ed25519 key does not parse".to_owned(),
+    })?;
+    let mut spki = ED25519_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(pair.public_key().as_ref());
+    // ring writes PKCS#8 v2 (with the public key), which OpenSSL 3.0 does not read; write the
+    // RFC 8410 v1 form, the seed alone, which every tool reads.
+    let seed = pkcs8
+        .as_ref()
+        .get(ED25519_V2_SEED)
+        .ok_or_else(|| CryptoError::Signing {
+            detail: "unexpected Ed25519 PKCS#8 layout".to_owned(),
+        })?;
+    let mut v1 = Zeroizing::new(ED25519_PKCS8_V1_PREFIX.to_vec());
+    v1.extend_from_slice(seed);
+    let pem = Zeroizing::new(crate::pem::encode("PRIVATE KEY", &v1));
+    Ok((pem, ApproverKey::from_spki_der(&spki)?))
+}
+
 /// RFC 5208 §5 PrivateKeyInfo around a SEC1 (RFC 5915) ECPrivateKey, assuming P-256; ring
 /// checks the curve named inside the SEC1 structure against it.
 fn pkcs8_from_sec1_p256(sec1: &[u8]) -> Zeroizing<Vec<u8>> {
@@ -290,6 +330,18 @@ mod tests {
     use ring::signature::KeyPair;
 
     use super::*;
+
+    #[test]
+    fn generated_ed25519_keys_sign_what_their_public_key_verifies() {
+        let (pem, public) = generate_ed25519().expect("generate");
+        assert_eq!(public.algorithm(), ApproverKeyAlgorithm::Ed25519);
+        let message = signing_message("ab");
+        let signature = sign_with_private_key_pem(&pem, &message).expect("sign");
+        public.verify(&message, &signature).expect("verifies");
+        assert!(public.verify(b"other", &signature).is_err());
+        let again = ApproverKey::from_pem(&public.to_pem()).expect("round trip");
+        assert_eq!(again.fingerprint(), public.fingerprint());
+    }
 
     #[test]
     fn algorithm_names_round_trip() {

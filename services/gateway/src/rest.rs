@@ -22,7 +22,7 @@ use certmesh_kit::{
     metrics::{Metrics, RequestLabels},
     reason::status,
 };
-use certmesh_proto::{HttpRoute, ROUTES, iam, issuance as pb};
+use certmesh_proto::{HttpRoute, ROUTES, ca, iam, issuance as pb};
 use futures::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
@@ -100,6 +100,12 @@ fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
         ("certmesh.iam.v1.PrincipalService", "ListPrincipals") => {
             t::<iam::ListPrincipalsRequest, iam::ListPrincipalsResponse>()
         }
+        ("certmesh.iam.v1.PrincipalService", "AddPrincipalKey") => {
+            t::<iam::AddPrincipalKeyRequest, iam::PrincipalKey>()
+        }
+        ("certmesh.iam.v1.PrincipalService", "ListPrincipalKeys") => {
+            t::<iam::ListPrincipalKeysRequest, iam::ListPrincipalKeysResponse>()
+        }
         ("certmesh.iam.v1.TokenService", "CreateToken") => {
             t::<iam::CreateTokenRequest, iam::CreateTokenResponse>()
         }
@@ -114,6 +120,34 @@ fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
         }
         ("certmesh.iam.v1.AuditService", "VerifyAudit") => {
             t::<iam::VerifyAuditRequest, iam::VerifyAuditResponse>()
+        }
+        ("certmesh.ca.v1.CaService", "StartCeremony") => {
+            t::<ca::StartCeremonyRequest, ca::Ceremony>()
+        }
+        ("certmesh.ca.v1.CaService", "GetCeremony") => t::<ca::GetCeremonyRequest, ca::Ceremony>(),
+        ("certmesh.ca.v1.CaService", "ListCeremonies") => {
+            t::<ca::ListCeremoniesRequest, ca::ListCeremoniesResponse>()
+        }
+        ("certmesh.ca.v1.CaService", "ApproveCeremony") => {
+            t::<ca::ApproveCeremonyRequest, ca::ApproveCeremonyResponse>()
+        }
+        ("certmesh.ca.v1.CaService", "CreateRoot") => {
+            t::<ca::CreateRootRequest, ca::CaOperationResponse>()
+        }
+        ("certmesh.ca.v1.CaService", "CreateIntermediate") => {
+            t::<ca::CreateIntermediateRequest, ca::CaOperationResponse>()
+        }
+        ("certmesh.ca.v1.CaService", "RotateCa") => {
+            t::<ca::RotateCaRequest, ca::CaOperationResponse>()
+        }
+        ("certmesh.ca.v1.CaService", "CrossSignCa") => {
+            t::<ca::CrossSignCaRequest, ca::CrossSignCaResponse>()
+        }
+        ("certmesh.ca.v1.CaService", "RetireCa") => t::<ca::RetireCaRequest, ca::Ca>(),
+        ("certmesh.ca.v1.CaService", "ListCas") => t::<ca::ListCasRequest, ca::ListCasResponse>(),
+        ("certmesh.ca.v1.CaService", "GetCa") => t::<ca::GetCaRequest, ca::Ca>(),
+        ("certmesh.ca.v1.CaService", "GetCaChain") => {
+            t::<ca::GetCaChainRequest, ca::GetCaChainResponse>()
         }
         _ => return None,
     })

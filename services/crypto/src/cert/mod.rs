@@ -189,6 +189,20 @@ impl Certificate {
         &self.name_constraints
     }
 
+    /// The subject's first commonName, if any (read from the DER on each call).
+    pub fn subject_common_name(&self) -> Option<String> {
+        let (_, x509) = X509Certificate::from_der(&self.der).ok()?;
+        let cn = x509.subject().iter_common_name().next()?;
+        cn.as_str().ok().map(str::to_owned)
+    }
+
+    /// The subject's first organizationName, if any (read from the DER on each call).
+    pub fn subject_organization(&self) -> Option<String> {
+        let (_, x509) = X509Certificate::from_der(&self.der).ok()?;
+        let o = x509.subject().iter_organization().next()?;
+        o.as_str().ok().map(str::to_owned)
+    }
+
     /// The subjectKeyIdentifier, if present.
     pub fn subject_key_id(&self) -> Option<&[u8]> {
         self.subject_key_id.as_deref()
