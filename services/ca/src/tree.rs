@@ -701,49 +701,75 @@ impl Hierarchy {
 }
 
 /// The CA's current certificate, then the certificate of each issuer up to and including the
-/// self-signed root. Each issuer's certificate is the generation whose key signed the one
-/// below it (subjectKeyIdentifier = authorityKeyIdentifier), so chains stay right after an
-/// issuer rotates.
+/// self-signed root. Each issuer's certificate is the one that signed the certificate below
+/// it: the parent's current one, or, after the parent rotated, the older generation whose
+/// subject and key the child names (RFC 5280 §4.1.2.4, §4.2.1.1), so chains stay valid. The
+/// one walk up the tree, shared with the issuance role.
 pub async fn chain_of<C: ConnectionTrait>(
     c: &C,
     tenant: TenantId,
     ca: &CaRecord,
 ) -> Result<Vec<Certificate>, CaError> {
-    let mut chain = vec![Certificate::from_der(ca.certificate_der.clone())?];
+    let mut child = Certificate::from_der(ca.certificate_der.clone())?;
+    let mut chain = vec![child.clone()];
+    let mut seen = std::collections::HashSet::from([ca.id]);
     let mut parent_id = ca.parent_id;
     while let Some(id) = parent_id {
-        if chain.len() > MAX_DEPTH {
+        if !seen.insert(id) || chain.len() > MAX_DEPTH {
             return Err(CaError::Corrupt(format!(
-                "CA {} is more than {MAX_DEPTH} deep",
+                "the CAs above {} loop or nest deeper than {MAX_DEPTH}",
                 ca.id
             )));
         }
         let parent = cas::get(c, tenant, id)
             .await?
-            .ok_or_else(|| CaError::Corrupt(format!("CA {} has a missing parent {id}", ca.id)))?;
-        let child = chain
-            .last()
-            .map(|c| c.authority_key_id().map(<[u8]>::to_vec));
-        let mut issuer_cert = None;
-        if let Some(Some(aki)) = child {
-            for row in ca_certificates::list(c, tenant, id).await? {
-                if row.relation != RELATION_PRIMARY {
-                    continue;
-                }
-                let cert = Certificate::from_der(row.certificate_der)?;
-                if cert.subject_key_id() == Some(aki.as_slice()) {
-                    issuer_cert = Some(cert);
-                }
-            }
-        }
-        let issuer_cert = match issuer_cert {
-            Some(cert) => cert,
-            None => Certificate::from_der(parent.certificate_der.clone())?,
-        };
-        chain.push(issuer_cert);
+            .ok_or_else(|| CaError::Corrupt(format!("CA {id} above {} is missing", ca.id)))?;
+        child = issuer_of(c, tenant, &parent, &child).await?;
+        chain.push(child.clone());
         parent_id = parent.parent_id;
     }
     Ok(chain)
+}
+
+/// The certificate of `parent` that issued `child`: its current one, else the newest older
+/// primary certificate that did.
+async fn issuer_of<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    parent: &CaRecord,
+    child: &Certificate,
+) -> Result<Certificate, CaError> {
+    let current = Certificate::from_der(parent.certificate_der.clone())?;
+    if issued(&current, child) {
+        return Ok(current);
+    }
+    for row in ca_certificates::list(c, tenant, parent.id)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        if row.relation != RELATION_PRIMARY {
+            continue;
+        }
+        let cert = Certificate::from_der(row.certificate_der)?;
+        if issued(&cert, child) {
+            return Ok(cert);
+        }
+    }
+    Err(CaError::Corrupt(format!(
+        "no certificate of CA {} issued the certificate below it",
+        parent.id
+    )))
+}
+
+/// `child` names `issuer`'s subject as its issuer and, when both carry key identifiers,
+/// `issuer`'s key.
+fn issued(issuer: &Certificate, child: &Certificate) -> bool {
+    child.issuer_der() == issuer.subject_der()
+        && match (child.authority_key_id(), issuer.subject_key_id()) {
+            (Some(aki), Some(ski)) => aki == ski,
+            _ => true,
+        }
 }
 
 /// The CA's ancestors, parent first.

@@ -9,11 +9,12 @@
 //! moves issuance to the new key on the next request and the old generation is dropped.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, RwLock},
 };
 
 use async_trait::async_trait;
+use certmesh_ca::CaError;
 use certmesh_crypto::{
     ca_checks::{CaCheckError, check_leaf_names},
     cert::{Certificate, IssuingCa, LeafTemplate, NameConstraints, pem_bundle},
@@ -22,7 +23,6 @@ use certmesh_crypto::{
 };
 use certmesh_store::{
     CaId, Store, TenantId,
-    ca_certificates::{self, RELATION_PRIMARY},
     cas::{self, CaRecord},
 };
 use sea_orm::ConnectionTrait;
@@ -32,8 +32,6 @@ use crate::{
     issuer::{Issued, Issuer, SignRequest, open_signer},
 };
 
-/// Deepest tree walked above an issuing CA; a longer walk means the rows loop.
-const MAX_DEPTH: usize = 16;
 /// Generations held before the cache starts over (CAs are few; this bounds the pathological).
 const CACHE_MAX: usize = 10_000;
 
@@ -138,76 +136,32 @@ impl TreeCa {
         map.insert((id, generation), issuer);
     }
 
-    /// The certificates above `issuing`, nearest first and ending with the root's.
+    /// The certificates above `issuing`, nearest first and ending with the root's: the CA
+    /// role's walk up the tree ([`certmesh_ca::tree::chain_of`]), in a read of its own.
     async fn path_above(
         &self,
         ca: &CaRecord,
         issuing: &Certificate,
     ) -> Result<Vec<Certificate>, IssuanceError> {
         let tenant = ca.tenant_id;
-        self.store
+        let chain = self
+            .store
             .in_tenant(tenant, async |tx| {
-                let mut path = Vec::new();
-                let mut seen = HashSet::from([ca.id]);
-                let mut parent_id = ca.parent_id;
-                let mut child = issuing.clone();
-                while let Some(id) = parent_id {
-                    if !seen.insert(id) || path.len() >= MAX_DEPTH {
-                        return Err(IssuanceError::CaNotReady(format!(
-                            "the CAs above {} loop or nest deeper than {MAX_DEPTH}",
-                            ca.id
-                        )));
-                    }
-                    let parent = cas::get(tx, tenant, id).await?.ok_or_else(|| {
-                        IssuanceError::CaNotReady(format!("CA {id} above {} is missing", ca.id))
-                    })?;
-                    let cert = issuer_of(tx, &parent, &child).await?;
-                    parent_id = parent.parent_id;
-                    path.push(cert.clone());
-                    child = cert;
-                }
-                Ok(path)
+                certmesh_ca::tree::chain_of(tx, tenant, ca).await
             })
             .await
-    }
-}
-
-/// The certificate of `parent` that issued `child`: the parent's current one, unless the
-/// parent has rotated since `child` was signed; then the older generation whose key `child`
-/// names (RFC 0003: children signed by an older generation keep verifying through it).
-async fn issuer_of<C: ConnectionTrait>(
-    conn: &C,
-    parent: &CaRecord,
-    child: &Certificate,
-) -> Result<Certificate, IssuanceError> {
-    let current = Certificate::from_der(parent.certificate_der.clone())?;
-    if issued(&current, child) {
-        return Ok(current);
-    }
-    let older = ca_certificates::list(conn, parent.tenant_id, parent.id).await?;
-    for row in older.into_iter().rev() {
-        if row.relation != RELATION_PRIMARY {
-            continue;
-        }
-        let cert = Certificate::from_der(row.certificate_der)?;
-        if issued(&cert, child) {
-            return Ok(cert);
+            .map_err(|e| match e {
+                CaError::Store(e) => IssuanceError::Store(e),
+                other => IssuanceError::CaNotReady(other.to_string()),
+            })?;
+        match chain.split_first() {
+            Some((first, above)) if first == issuing => Ok(above.to_vec()),
+            _ => Err(IssuanceError::CaNotReady(format!(
+                "CA {} changed while it was being opened",
+                ca.id
+            ))),
         }
     }
-    Err(IssuanceError::CaNotReady(format!(
-        "no certificate of CA {} issued the certificate below it",
-        parent.id
-    )))
-}
-
-/// RFC 5280 §4.1.2.4, §4.2.1.1: `child` names `issuer`'s subject as its issuer and, when both
-/// carry key identifiers, `issuer`'s key.
-fn issued(issuer: &Certificate, child: &Certificate) -> bool {
-    child.issuer_der() == issuer.subject_der()
-        && match (child.authority_key_id(), issuer.subject_key_id()) {
-            (Some(aki), Some(ski)) => aki == ski,
-            _ => true,
-        }
 }
 
 impl TreeIssuer {
