@@ -49,6 +49,12 @@ deny:
 	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
 	cargo deny check bans
 
-bench: ## issuance throughput through the gateway, on SQLite and PostgreSQL (BENCH_SECONDS, BENCH_CLIENTS)
+bench: ## issuance and OCSP throughput, CRL generation; SQLite and PostgreSQL (BENCH_SECONDS, BENCH_CLIENTS, BENCH_CONNECTIONS)
+	@command -v wrk >/dev/null || { \
+		echo "installing wrk (the OCSP load generator) from Debian"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq wrk; }
 	cargo build --release -p certmesh
 	CERTMESH_BIN=$(CARGO_TARGET_DIR)/release/certmesh cargo bench -p certmesh-e2e --bench issue
+	CERTMESH_BIN=$(CARGO_TARGET_DIR)/release/certmesh cargo bench -p certmesh-e2e --bench ocsp
+	cargo bench -p certmesh-revocation --bench crl

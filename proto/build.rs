@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "certmesh/issuance/v1/issuance.proto",
     "certmesh/iam/v1/iam.proto",
     "certmesh/ca/v1/ca.proto",
+    "certmesh/revocation/v1/revocation.proto",
 ];
 
 fn main() -> io::Result<()> {

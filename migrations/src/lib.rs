@@ -3,10 +3,11 @@
 //! One migration per table group, each with a working `down`, applied in order by [`Migrator`].
 //! Column types are chosen so the same statements work on both backends: `uuid` (PostgreSQL
 //! `uuid`, SQLite a 16-byte blob), `timestamptz` (SQLite RFC 3339 text), `bytea`/`blob`.
-//! Every table carries a `tenant_id` that references `tenants(id)`. No key material is stored:
-//! CA rows hold a key reference string only. On PostgreSQL every tenant table is also walled
-//! by row-level security for the role servers run as ([`APP_ROLE`]; see m0009), listed in
-//! [`TENANT_TABLES`].
+//! Every table but two carries a `tenant_id` that references `tenants(id)`: the directory
+//! `tenants` itself and `leases` (m0011), the servers' named job locks. No key material is
+//! stored: CA rows hold a key reference string only. On PostgreSQL every tenant table is also
+//! walled by row-level security for the role servers run as ([`APP_ROLE`]; see m0009), listed
+//! in [`TENANT_TABLES`].
 
 use sea_orm_migration::prelude::*;
 
@@ -20,6 +21,7 @@ mod m0007_audit;
 mod m0008_approvals;
 mod m0009_row_level_security;
 mod m0010_ca_hierarchy;
+mod m0011_revocation;
 
 pub use m0009_row_level_security::APP_ROLE;
 pub use sea_orm_migration::MigratorTrait;
@@ -41,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_approvals::Migration),
             Box::new(m0009_row_level_security::Migration),
             Box::new(m0010_ca_hierarchy::Migration),
+            Box::new(m0011_revocation::Migration),
         ]
     }
 }
@@ -49,12 +52,18 @@ impl MigratorTrait for Migrator {
 /// the `tenant_isolation` policy: m0009's tables, then those of later migrations.
 pub const TENANT_TABLES: &[&str] = &ALL_TENANT_TABLES;
 
-const ALL_TENANT_TABLES: [&str;
-    m0009_row_level_security::TENANT_TABLES.len() + m0010_ca_hierarchy::TENANT_TABLES.len()] =
-    concat(
-        m0009_row_level_security::TENANT_TABLES,
-        m0010_ca_hierarchy::TENANT_TABLES,
-    );
+/// Each migration's walls in order: one [`concat`] per migration that adds tenant tables.
+const ALL_TENANT_TABLES: [&str; M0010_END + m0011_revocation::TENANT_TABLES.len()] =
+    concat(&UP_TO_M0010, m0011_revocation::TENANT_TABLES);
+
+const M0010_END: usize =
+    m0009_row_level_security::TENANT_TABLES.len() + m0010_ca_hierarchy::TENANT_TABLES.len();
+
+/// The walls of m0009 and m0010.
+const UP_TO_M0010: [&str; M0010_END] = concat(
+    m0009_row_level_security::TENANT_TABLES,
+    m0010_ca_hierarchy::TENANT_TABLES,
+);
 
 /// `a` then `b`, at compile time (the length `N` must be their sum).
 const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
@@ -110,12 +119,22 @@ mod tests {
     fn tenant_tables_are_the_union_of_each_migrations_walls_without_repeats() {
         let unique: BTreeSet<_> = TENANT_TABLES.iter().collect();
         assert_eq!(unique.len(), TENANT_TABLES.len(), "{TENANT_TABLES:?}");
-        for table in ["cas", "approvals", "ceremonies", "principal_keys"] {
+        for table in [
+            "cas",
+            "approvals",
+            "ceremonies",
+            "principal_keys",
+            "revocations",
+            "crls",
+            "crl_counters",
+        ] {
             assert!(TENANT_TABLES.contains(&table), "{table}");
         }
-        assert!(
-            !TENANT_TABLES.contains(&"tenants"),
-            "the directory has no tenant_id"
-        );
+        for global in ["tenants", "leases"] {
+            assert!(
+                !TENANT_TABLES.contains(&global),
+                "{global} has no tenant_id"
+            );
+        }
     }
 }

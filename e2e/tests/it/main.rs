@@ -10,6 +10,7 @@ mod ca_tree;
 mod dev_mode;
 mod listener;
 mod rbac;
+mod revocation;
 mod split_postgres;
 mod support;
 mod tenancy;

@@ -316,6 +316,8 @@ pub struct DevServer {
     pub dir: TempDir,
     pub process: Process,
     pub api: Api,
+    /// The PKI listener (CRLs, OCSP), `http://127.0.0.1:<port>`.
+    pub pki: String,
 }
 
 impl DevServer {
@@ -327,12 +329,15 @@ impl DevServer {
     pub fn start_in(dir: TempDir) -> Self {
         tool("curl");
         let port = free_port();
+        let pki_port = free_port();
         let mut cmd = certmesh();
         cmd.args([
             "server",
             "--dev",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--pki-listen",
+            &format!("127.0.0.1:{pki_port}"),
             "--data-dir",
         ])
         .arg(dir.path());
@@ -355,7 +360,12 @@ impl DevServer {
             token: token.trim().to_string(),
             token_file,
         };
-        Self { dir, process, api }
+        Self {
+            dir,
+            process,
+            api,
+            pki: format!("http://127.0.0.1:{pki_port}"),
+        }
     }
 
     pub fn bundle(&self) -> PathBuf {

@@ -60,6 +60,9 @@ const COVERED: &[&str] = &[
     "ListCas",
     "GetCa",
     "GetCaChain",
+    "Revoke",
+    "BulkRevoke",
+    "GetStatus",
 ];
 
 const ADD_A_CASE: &str = "every REST route needs a tenancy case: in e2e/tests/it/tenancy.rs, \
@@ -248,10 +251,12 @@ fn serve(
     cmd.args([
         "server",
         "--services",
-        "issuance,iam,ca,gateway",
+        "issuance,iam,ca,revocation,gateway",
         "--listen",
     ])
     .arg(format!("127.0.0.1:{port}"))
+    .arg("--pki-listen")
+    .arg(format!("127.0.0.1:{}", free_port()))
     .args(["--database-url", url, "--tenant", tenant, "--key-dir"])
     .arg(dir.join("keys"))
     .arg("--kek-file")
@@ -590,6 +595,13 @@ fn issuance_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed) {
         gina.assert_hidden("GetCertificate", "CERTIFICATE_NOT_FOUND", hidden, |s| {
             (format!("/api/v1/certificates/{s}"), None)
         });
+        gina.assert_hidden("GetStatus", "CERTIFICATE_NOT_FOUND", hidden, |s| {
+            (format!("/api/v1/certificates/{s}/status"), None)
+        });
+        gina.assert_hidden("Revoke", "CERTIFICATE_NOT_FOUND", hidden, |s| {
+            let body = json!({ "reason": "keyCompromise" });
+            (format!("/api/v1/certificates/{s}/revoke"), Some(body))
+        });
     }
     for name in ["web", "acme-held"] {
         let hidden = [name, ABSENT_NAME];
@@ -675,6 +687,10 @@ fn ca_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed) {
         let hidden = [ca.as_str(), ABSENT_UUID];
         gina.assert_hidden("GetCa", "CA_NOT_FOUND", hidden, |id| {
             (format!("/api/v1/cas/{id}"), None)
+        });
+        gina.assert_hidden("BulkRevoke", "CA_NOT_FOUND", hidden, |id| {
+            let body = json!({ "issuer_ca_id": id, "reason": "cACompromise" });
+            ("/api/v1/certificates:bulk-revoke".to_string(), Some(body))
         });
         gina.assert_hidden("GetCaChain", "CA_NOT_FOUND", hidden, |id| {
             (format!("/api/v1/cas/{id}/chain"), None)
@@ -924,6 +940,18 @@ fn acme_keeps_its_resources(world: &World, acme: &AcmeSeed, globex: &GlobexSeed)
     );
     let replay = alice.issue(&acme.keyed_csr, "web", Some(SHARED_KEY)).ok();
     assert_eq!(replay["certificate"]["serial"], acme.keyed["serial"]);
+    for serial in [acme.keyed_serial(), &acme.plain_serial] {
+        let status = alice
+            .get(
+                "GetStatus",
+                &format!("/api/v1/certificates/{serial}/status"),
+            )
+            .ok();
+        assert_eq!(
+            status["status"], "good",
+            "globex's revocations reached acme: {status}"
+        );
+    }
 
     let latest = alice.get("GetProfile", "/api/v1/profiles/web").ok();
     assert_eq!(

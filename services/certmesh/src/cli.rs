@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run server roles.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
     /// API tokens: create (through the gateway, or bootstrap into the database), list, revoke.
@@ -98,7 +98,7 @@ pub struct ServerArgs {
     /// Listen address.
     #[arg(long, env = "CERTMESH_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Roles to run, comma-separated: issuance, iam, gateway.
+    /// Roles to run, comma-separated: issuance, iam, ca, revocation, gateway.
     #[arg(long, env = "CERTMESH_SERVICES", value_delimiter = ',')]
     pub services: Vec<String>,
     /// Database URL: postgres://… or sqlite://path.
@@ -128,9 +128,37 @@ pub struct ServerArgs {
     /// Where the gateway reaches the ca role when it is not in this process.
     #[arg(long, env = "CERTMESH_CA_ENDPOINT")]
     pub ca_endpoint: Option<String>,
+    /// Where the gateway reaches the revocation role when it is not in this process.
+    #[arg(long, env = "CERTMESH_REVOCATION_ENDPOINT")]
+    pub revocation_endpoint: Option<String>,
     /// CA bundle trusted for https:// role endpoints.
     #[arg(long, env = "CERTMESH_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+    /// The revocation role's PKI listener (plain HTTP): CRLs and OCSP for relying parties.
+    #[arg(long, env = "CERTMESH_PKI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub pki_listen: SocketAddr,
+    /// The URL relying parties reach the PKI listener at, written into every leaf's OCSP and
+    /// CRL pointers (default: http://<--pki-listen>). Give every role the same value.
+    #[arg(long, env = "CERTMESH_PKI_PUBLIC_URL")]
+    pub pki_public_url: Option<String>,
+    /// Worker threads of the PKI listener's own runtime.
+    #[arg(long, env = "CERTMESH_PKI_WORKERS", default_value_t = 2)]
+    pub pki_workers: usize,
+    /// CRL shards per CA key for new certificates (1 to 1024). Give every role the same value.
+    #[arg(long, env = "CERTMESH_CRL_SHARDS", default_value_t = 1)]
+    pub crl_shards: u32,
+    /// nextUpdate − thisUpdate of each CRL.
+    #[arg(long, env = "CERTMESH_CRL_VALIDITY", default_value = "24h")]
+    pub crl_validity: String,
+    /// Regenerate every CRL at least this often (and soon after each revocation).
+    #[arg(long, env = "CERTMESH_CRL_REFRESH", default_value = "1h")]
+    pub crl_refresh: String,
+    /// nextUpdate − thisUpdate of each OCSP response (re-signed at half of it).
+    #[arg(long, env = "CERTMESH_OCSP_VALIDITY", default_value = "4h")]
+    pub ocsp_validity: String,
+    /// Lifetime of the delegated OCSP responder certificates (renewed at half of it).
+    #[arg(long, env = "CERTMESH_OCSP_RESPONDER_VALIDITY", default_value = "72h")]
+    pub ocsp_responder_validity: String,
     /// Tenant whose built-in CA the issuance role bootstraps at start.
     #[arg(long, env = "CERTMESH_TENANT", default_value = "default")]
     pub tenant: String,
@@ -307,6 +335,45 @@ pub enum CertCommand {
         #[arg(long, default_value = "")]
         page_token: String,
     },
+    /// Revoke a certificate (or lift its certificateHold with --reason removeFromCRL).
+    Revoke {
+        /// Hex serial.
+        serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+        /// superseded, cessationOfOperation, certificateHold, removeFromCRL, privilegeWithdrawn,
+        /// aACompromise.
+        #[arg(long)]
+        reason: String,
+        /// Free-text note kept with the record and in the audit trail.
+        #[arg(long, default_value = "")]
+        text: String,
+    },
+    /// Revoke every certificate of a CA and/or profile, optionally issued in a time window.
+    BulkRevoke {
+        /// Only certificates of this CA (id).
+        #[arg(long = "ca")]
+        issuer_ca_id: Option<String>,
+        /// Only certificates of this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Only certificates issued at or after this time (RFC 3339).
+        #[arg(long)]
+        issued_after: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only certificates issued before this time (RFC 3339).
+        #[arg(long)]
+        issued_before: Option<chrono::DateTime<chrono::Utc>>,
+        /// RFC 5280 reason, as for `revoke`.
+        #[arg(long)]
+        reason: String,
+        /// Free-text note.
+        #[arg(long, default_value = "")]
+        text: String,
+        /// Count what would be revoked without revoking.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A certificate's revocation status.
+    Status { serial: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -575,6 +642,45 @@ mod tests {
     }
 
     #[test]
+    fn revoke_requires_a_reason() {
+        assert!(Cli::try_parse_from(["certmesh", "cert", "revoke", "01ab"]).is_err());
+        let cli = Cli::try_parse_from([
+            "certmesh",
+            "cert",
+            "revoke",
+            "01ab",
+            "--reason",
+            "keyCompromise",
+        ])
+        .expect("parses");
+        let Command::Cert {
+            command: CertCommand::Revoke { serial, reason, .. },
+            ..
+        } = cli.command
+        else {
+            panic!("cert revoke")
+        };
+        assert_eq!(
+            (serial.as_str(), reason.as_str()),
+            ("01ab", "keyCompromise")
+        );
+        assert!(
+            Cli::try_parse_from([
+                "certmesh",
+                "cert",
+                "bulk-revoke",
+                "--profile",
+                "web",
+                "--reason",
+                "superseded",
+                "--issued-before",
+                "not a time",
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
     fn server_defaults() {
         let cli = Cli::try_parse_from(["certmesh", "server", "--dev"]).expect("parses");
         let Command::Server(args) = cli.command else {
@@ -582,6 +688,8 @@ mod tests {
         };
         assert!(args.dev);
         assert_eq!(args.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(args.pki_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.crl_shards, 1);
         assert_eq!(args.data_dir, PathBuf::from(".certmesh"));
     }
 }

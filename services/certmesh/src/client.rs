@@ -15,6 +15,7 @@ use certmesh_proto::issuance::{
     self as pb, approval_service_client::ApprovalServiceClient,
     issuance_service_client::IssuanceServiceClient, profile_service_client::ProfileServiceClient,
 };
+use certmesh_proto::revocation::{self as rpb, revocation_service_client::RevocationServiceClient};
 use serde::Serialize;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
@@ -75,8 +76,75 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn revocations(args: &ClientArgs) -> anyhow::Result<RevocationServiceClient<Authed>> {
+    let (channel, token) = channel(args).await?;
+    Ok(RevocationServiceClient::with_interceptor(channel, token))
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// `certmesh cert revoke|bulk-revoke|status`, served by the revocation role.
+async fn cert_revocation(args: &ClientArgs, command: CertCommand) -> anyhow::Result<()> {
+    let mut client = revocations(args).await?;
+    match command {
+        CertCommand::Revoke {
+            serial,
+            reason,
+            text,
+        } => {
+            let request = rpb::RevokeRequest {
+                serial,
+                reason,
+                reason_text: text,
+            };
+            let response = client.revoke(request).await.map_err(failed)?;
+            print_json(response.get_ref())
+        }
+        CertCommand::BulkRevoke {
+            issuer_ca_id,
+            profile,
+            issued_after,
+            issued_before,
+            reason,
+            text,
+            dry_run,
+        } => {
+            let request = rpb::BulkRevokeRequest {
+                issuer_ca_id: issuer_ca_id.unwrap_or_default(),
+                profile: profile.unwrap_or_default(),
+                issued_after: issued_after.map(timestamp),
+                issued_before: issued_before.map(timestamp),
+                reason,
+                reason_text: text,
+                dry_run,
+            };
+            let response = client.bulk_revoke(request).await.map_err(failed)?;
+            print_json(response.get_ref())
+        }
+        CertCommand::Status { serial } => {
+            let response = client
+                .get_status(rpb::GetStatusRequest { serial })
+                .await
+                .map_err(failed)?;
+            print_json(response.get_ref())
+        }
+        other => Err(anyhow!("not a revocation command: {other:?}")),
+    }
+}
+
 /// `certmesh cert …`
 pub async fn cert(args: &ClientArgs, command: CertCommand) -> anyhow::Result<()> {
+    if matches!(
+        command,
+        CertCommand::Revoke { .. } | CertCommand::BulkRevoke { .. } | CertCommand::Status { .. }
+    ) {
+        return cert_revocation(args, command).await;
+    }
     let mut client = issuance(args).await?;
     match command {
         CertCommand::Issue {
@@ -127,6 +195,9 @@ pub async fn cert(args: &ClientArgs, command: CertCommand) -> anyhow::Result<()>
             let response = client.list_certificates(request).await.map_err(failed)?;
             print_json(response.get_ref())
         }
+        CertCommand::Revoke { .. }
+        | CertCommand::BulkRevoke { .. }
+        | CertCommand::Status { .. } => Err(anyhow!("revocation commands are handled above")),
     }
 }
 

@@ -41,7 +41,10 @@ use tokio::net::TcpListener;
 
 use crate::{
     cli::ServerArgs,
-    server::{ca_backends, iam_backends, issuance_backends, rate_limit, store_ready},
+    server::{
+        ca_backends, iam_backends, issuance_backends, leaf_pointers, rate_limit,
+        revocation_backends, store_ready,
+    },
 };
 
 /// Files --dev keeps under `<data-dir>/dev`.
@@ -75,7 +78,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let paths = DevPaths::new(&args.data_dir);
     create_private_dir(&args.data_dir.join("dev"))?;
-    let store = Store::connect(&format!("sqlite://{}", paths.db.display()))
+    let database_url = format!("sqlite://{}", paths.db.display());
+    let store = Store::connect(&database_url)
         .await
         .context("opening the SQLite database")?;
     store.migrate().await.context("applying migrations")?;
@@ -102,7 +106,8 @@ pub async fn run(
     )
     .await
     .context("bootstrapping the dev CA through its key ceremonies")?;
-    let builtin = Arc::new(BuiltinCa::new(store.clone(), keys.clone()));
+    let builtin =
+        Arc::new(BuiltinCa::new(store.clone(), keys.clone()).with_pointers(leaf_pointers(args)?));
     let root = builtin
         .bootstrap(tenant, "certmesh dev", clock.now())
         .await
@@ -116,7 +121,10 @@ pub async fn run(
     let tls = gateway_tls(&builtin, tenant, addr.ip(), clock.as_ref()).await?;
     let mut backends = issuance_backends(&store, builtin, clock.clone(), metrics.clone());
     backends.extend(iam_backends(&store, clock.clone()));
-    backends.extend(ca_backends(&store, keys, clock.clone()));
+    backends.extend(ca_backends(&store, keys.clone(), clock.clone()));
+    let (revocation, revocation_role) =
+        revocation_backends(args, &store, &database_url, keys, clock.clone())?;
+    backends.extend(revocation);
     let state = GatewayState {
         backends,
         metrics,
@@ -125,8 +133,9 @@ pub async fn run(
         rate_limit: rate_limit(args)?,
     };
     let router = certmesh_gateway::router(state).await;
-    banner(addr, &paths);
+    banner(addr, &paths, &revocation_role.pki_url());
     serve(listener, router, Some(tls), shutdown_signal()).await?;
+    revocation_role.stop().await;
     tracing::info!("certmesh stopped.");
     Ok(())
 }
@@ -301,7 +310,7 @@ async fn gateway_tls(
     Ok(server_config(chain.as_bytes(), key_pem.as_bytes())?)
 }
 
-fn banner(addr: std::net::SocketAddr, paths: &DevPaths) {
+fn banner(addr: std::net::SocketAddr, paths: &DevPaths, pki: &str) {
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -315,6 +324,7 @@ fn banner(addr: std::net::SocketAddr, paths: &DevPaths) {
     println!("  URL:        {url}");
     println!("  admin token {}", paths.token.display());
     println!("  CA bundle   {}", paths.bundle.display());
+    println!("  PKI (CRLs, OCSP) {pki}/.well-known/pki/");
     println!("Try:");
     println!(
         "  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" {url}/api/v1/profiles",

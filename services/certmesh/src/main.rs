@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Migrate(db) => admin::migrate(&db).await,
             Command::Token { command } => client::token(command).await,
             Command::Principal { client, command } => client::principal(&client, command).await,

@@ -9,6 +9,7 @@ use certmesh_crypto::keys::{Kek, KeyBackend, SealedFileBackend};
 use certmesh_gateway::{Backend, GatewayState};
 use certmesh_iam::Iam;
 use certmesh_issuance::{BuiltinCa, Deps, Issuance};
+use certmesh_kit::pki::{LeafPointers, MAX_CRL_SHARDS, PkiUrls};
 use certmesh_kit::{
     SharedClock, SystemClock,
     auth::{AuthLayer, TokenVerifier},
@@ -26,6 +27,12 @@ use certmesh_proto::issuance::{
     approval_service_server::ApprovalServiceServer, issuance_service_server::IssuanceServiceServer,
     profile_service_server::ProfileServiceServer,
 };
+use certmesh_proto::revocation::revocation_service_server::RevocationServiceServer;
+use certmesh_revocation::{
+    Revocations,
+    crl::Publisher,
+    pki::{PkiHandle, PkiOptions},
+};
 use certmesh_store::{Store, tenants};
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -34,7 +41,7 @@ use tower::Layer;
 use crate::{cli::ServerArgs, dev};
 
 /// Roles this build can run.
-const ROLES: &[&str] = &["issuance", "iam", "ca", "gateway"];
+const ROLES: &[&str] = &["issuance", "iam", "ca", "revocation", "gateway"];
 /// gRPC services of the issuance role.
 const ISSUANCE_SERVICES: [&str; 3] = [
     IssuanceServiceServer::<Issuance>::NAME,
@@ -50,6 +57,126 @@ const IAM_SERVICES: [&str; 3] = [
 
 /// gRPC service of the ca role.
 const CA_SERVICE: &str = CaServiceServer::<Hierarchy>::NAME;
+/// gRPC service of the revocation role.
+const REVOCATION_SERVICE: &str = RevocationServiceServer::<Revocations>::NAME;
+
+fn duration_flag(flag: &str, text: &str) -> anyhow::Result<chrono::Duration> {
+    certmesh_kit::duration::parse(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+/// Where leaves point relying parties (the OCSP URL and their shard's CRL URL), from flags.
+pub fn leaf_pointers(args: &ServerArgs) -> anyhow::Result<LeafPointers> {
+    let base = match &args.pki_public_url {
+        Some(url) => url.clone(),
+        None => {
+            if args.pki_listen.ip().is_unspecified() {
+                bail!(
+                    "--pki-listen {} binds every address: set --pki-public-url to the URL relying parties use",
+                    args.pki_listen
+                );
+            }
+            format!("http://{}", args.pki_listen)
+        }
+    };
+    if args.crl_shards == 0 || args.crl_shards > MAX_CRL_SHARDS {
+        bail!("--crl-shards must be between 1 and {MAX_CRL_SHARDS}");
+    }
+    Ok(LeafPointers {
+        urls: PkiUrls::new(&base).context("--pki-public-url")?,
+        crl_shards: args.crl_shards,
+    })
+}
+
+/// The revocation role's settings from flags.
+pub fn revocation_config(args: &ServerArgs) -> anyhow::Result<certmesh_revocation::Config> {
+    let pointers = leaf_pointers(args)?;
+    let mut config = certmesh_revocation::Config::new(pointers.urls);
+    config.crl_shards = pointers.crl_shards;
+    config.crl_validity = duration_flag("--crl-validity", &args.crl_validity)?;
+    config.crl_refresh = duration_flag("--crl-refresh", &args.crl_refresh)?;
+    config.ocsp_validity = duration_flag("--ocsp-validity", &args.ocsp_validity)?;
+    config.responder_validity =
+        duration_flag("--ocsp-responder-validity", &args.ocsp_responder_validity)?;
+    if config.crl_refresh >= config.crl_validity {
+        bail!("--crl-refresh must be shorter than --crl-validity");
+    }
+    if config.ocsp_validity >= config.responder_validity {
+        bail!("--ocsp-validity must be shorter than --ocsp-responder-validity");
+    }
+    Ok(config)
+}
+
+/// The revocation role running in this process: its PKI listener (own runtime) and its CRL
+/// publisher, stopped by [`RevocationRole::stop`].
+#[derive(Debug)]
+pub struct RevocationRole {
+    pki: PkiHandle,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    publisher: tokio::task::JoinHandle<()>,
+}
+
+impl RevocationRole {
+    /// The PKI listener's bound address, as an http:// URL.
+    pub fn pki_url(&self) -> String {
+        format!("http://{}", self.pki.addr)
+    }
+
+    /// Stops the publisher (releasing its lease) and the PKI listener.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.publisher.await;
+        let pki = self.pki;
+        let _ = tokio::task::spawn_blocking(move || pki.stop()).await;
+    }
+}
+
+/// Starts the revocation role: the PKI listener on `args.pki_listen` with `args.pki_workers`
+/// threads of its own and its own pool on `database_url`, the CRL publisher, and the gRPC
+/// service (authenticated) as a gateway backend.
+pub fn revocation_backends(
+    args: &ServerArgs,
+    store: &Store,
+    database_url: &str,
+    keys: Arc<dyn KeyBackend>,
+    clock: SharedClock,
+) -> anyhow::Result<(BTreeMap<String, Backend>, RevocationRole)> {
+    let config = revocation_config(args)?;
+    let pki = certmesh_revocation::pki::start(PkiOptions {
+        listen: args.pki_listen,
+        workers: args.pki_workers,
+        database_url: database_url.to_owned(),
+        keys: keys.clone(),
+        clock: clock.clone(),
+        config: config.clone(),
+    })
+    .with_context(|| format!("starting the PKI listener on {}", args.pki_listen))?;
+    let publisher = Publisher::new(store.clone(), keys.clone(), clock.clone(), config.clone());
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(publisher.clone().run(shutdown_rx));
+    let revocations = Revocations::new(
+        certmesh_revocation::Deps {
+            store: store.clone(),
+            clock: clock.clone(),
+            keys,
+            config,
+        },
+        pki.responders.clone(),
+        publisher,
+    );
+    let auth = AuthLayer::new(TokenVerifier::new(store.clone(), clock));
+    let service = certmesh_revocation::service(revocations);
+    Ok((
+        BTreeMap::from([(
+            REVOCATION_SERVICE.to_string(),
+            Backend::local(auth.layer(service)),
+        )]),
+        RevocationRole {
+            pki,
+            shutdown,
+            publisher: task,
+        },
+    ))
+}
 
 /// The ca role's gRPC service, authenticated, as a gateway backend.
 pub fn ca_backends(
@@ -187,7 +314,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let has = |r: &str| args.services.iter().any(|s| s == r);
     if args.services.is_empty() {
-        bail!("name the roles to run with --services (issuance, iam, ca, gateway), or use --dev");
+        bail!(
+            "name the roles to run with --services (issuance, iam, ca, revocation, gateway), or use --dev"
+        );
     }
     let tls = match (&args.tls_cert, &args.tls_key, args.dangerous_plaintext) {
         (Some(cert), Some(key), false) => Some(server_config(
@@ -203,11 +332,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
 
     let mut backends = BTreeMap::new();
-    let store = if has("issuance") || has("iam") || has("ca") {
+    let store = if has("issuance") || has("iam") || has("ca") || has("revocation") {
         let url = args
             .database_url
             .as_deref()
-            .context("--database-url is required for the issuance, iam and ca roles")?;
+            .context("--database-url is required for the issuance, iam, ca and revocation roles")?;
         let s = Store::connect(url)
             .await
             .context("connecting to the database")?;
@@ -228,13 +357,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|p| read(p, "--ca-bundle"))
         .transpose()?;
-    let keys = if has("issuance") || has("ca") {
+    let keys = if has("issuance") || has("ca") || has("revocation") {
         Some(key_backend(&args)?)
     } else {
         None
     };
+    let pointers = leaf_pointers(&args)?;
     if let (true, Some(s), Some(keys)) = (has("issuance"), &store, &keys) {
-        let builtin = Arc::new(BuiltinCa::new(s.clone(), keys.clone()));
+        let builtin = Arc::new(BuiltinCa::new(s.clone(), keys.clone()).with_pointers(pointers));
         let tenant = tenants::ensure(s.conn(), &args.tenant, clock.now()).await?;
         builtin
             .bootstrap(tenant, "certmesh", clock.now())
@@ -269,6 +399,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ),
         }
     }
+    let mut revocation_role = None;
+    if let (true, Some(s), Some(keys), Some(url)) = (
+        has("revocation"),
+        &store,
+        &keys,
+        args.database_url.as_deref(),
+    ) {
+        let (b, role) = revocation_backends(&args, s, url, keys.clone(), clock.clone())?;
+        backends.extend(b);
+        revocation_role = Some(role);
+    } else if has("gateway") {
+        match args.revocation_endpoint.as_deref() {
+            Some(url) => {
+                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                backends.insert(REVOCATION_SERVICE.to_string(), Backend::remote(channel));
+            }
+            None => tracing::warn!(
+                "No revocation role here and no --revocation-endpoint: the revocation API is off."
+            ),
+        }
+    }
     if let (true, Some(s)) = (has("iam"), &store) {
         backends.extend(iam_backends(s, clock.clone()));
     } else if has("gateway") {
@@ -297,6 +448,69 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, roles = %args.services.join(","), tls = tls.is_some(), "certmesh listening.");
     serve(listener, router, tls, shutdown_signal()).await?;
+    if let Some(role) = revocation_role {
+        role.stop().await;
+    }
     tracing::info!("certmesh stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> ServerArgs {
+        let mut argv = vec!["certmesh", "server", "--services", "revocation"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Server(args) => *args,
+            _ => panic!("server"),
+        }
+    }
+
+    #[test]
+    fn leaves_point_at_the_pki_listener_unless_a_public_url_is_given() {
+        let p = leaf_pointers(&args(&["--pki-listen", "127.0.0.1:9090"])).expect("valid");
+        assert_eq!(p.urls.ocsp(), "http://127.0.0.1:9090/.well-known/pki/ocsp");
+        let p = leaf_pointers(&args(&[
+            "--pki-public-url",
+            "https://pki.example.com/",
+            "--crl-shards",
+            "16",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            p.urls.ocsp(),
+            "https://pki.example.com/.well-known/pki/ocsp"
+        );
+        assert_eq!(p.crl_shards, 16);
+    }
+
+    #[test]
+    fn bad_revocation_settings_are_refused_at_start() {
+        let refused = |extra: &[&str]| {
+            let a = args(extra);
+            leaf_pointers(&a)
+                .and_then(|_| revocation_config(&a))
+                .is_err()
+        };
+        assert!(refused(&["--pki-listen", "0.0.0.0:8080"]));
+        assert!(refused(&["--crl-shards", "0"]));
+        assert!(refused(&["--crl-shards", "1025"]));
+        assert!(refused(&["--pki-public-url", "pki.example.com"]));
+        assert!(refused(&["--crl-refresh", "48h"]));
+        assert!(refused(&["--crl-validity", "soon"]));
+        assert!(refused(&["--ocsp-validity", "100h"]));
+        assert!(!refused(&[
+            "--pki-listen",
+            "0.0.0.0:8080",
+            "--pki-public-url",
+            "http://pki"
+        ]));
+        let config = revocation_config(&args(&["--ocsp-validity", "2h"])).expect("valid");
+        assert_eq!(config.ocsp_validity, chrono::Duration::hours(2));
+    }
 }

@@ -6,6 +6,7 @@
 use std::io;
 
 use crate::ca_checks::CaCheckError;
+use crate::revocation::RevocationReason;
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, CryptoError>;
@@ -87,6 +88,28 @@ pub enum CryptoError {
     /// an invalid dNSName subtree in a template).
     #[error(transparent)]
     CaCheck(#[from] CaCheckError),
+    /// A CRL could not be parsed.
+    #[error("malformed CRL: {detail}")]
+    MalformedCrl {
+        /// What was wrong.
+        detail: String,
+    },
+    /// A revocation reason that cannot be used here: `removeFromCRL` belongs only in delta CRLs
+    /// (RFC 5280 §5.3.1), which certmesh does not issue, and is no status in OCSP.
+    #[error("revocation reason {reason} is not allowed here")]
+    RevocationReasonRefused {
+        /// The refused reason.
+        reason: RevocationReason,
+    },
+    /// A URI to be written into a certificate or CRL (CRL distribution point, OCSP responder)
+    /// is not an absolute ASCII URI (RFC 5280 §4.2.1.6).
+    #[error("invalid URI {uri:?}: {detail}")]
+    InvalidUri {
+        /// The URI as given.
+        uri: String,
+        /// What was wrong.
+        detail: String,
+    },
     /// A ceremony approval signature does not verify with the approver's key.
     #[error("ceremony signature does not verify")]
     CeremonySignatureInvalid,

@@ -22,7 +22,7 @@ use certmesh_kit::{
     metrics::{Metrics, RequestLabels},
     reason::status,
 };
-use certmesh_proto::{HttpRoute, ROUTES, ca, iam, issuance as pb};
+use certmesh_proto::{HttpRoute, ROUTES, ca, iam, issuance as pb, revocation};
 use futures::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
@@ -148,6 +148,15 @@ fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
         ("certmesh.ca.v1.CaService", "GetCa") => t::<ca::GetCaRequest, ca::Ca>(),
         ("certmesh.ca.v1.CaService", "GetCaChain") => {
             t::<ca::GetCaChainRequest, ca::GetCaChainResponse>()
+        }
+        ("certmesh.revocation.v1.RevocationService", "Revoke") => {
+            t::<revocation::RevokeRequest, revocation::RevokeResponse>()
+        }
+        ("certmesh.revocation.v1.RevocationService", "BulkRevoke") => {
+            t::<revocation::BulkRevokeRequest, revocation::BulkRevokeResponse>()
+        }
+        ("certmesh.revocation.v1.RevocationService", "GetStatus") => {
+            t::<revocation::GetStatusRequest, revocation::CertificateStatus>()
         }
         _ => return None,
     })

@@ -315,6 +315,7 @@ fn record(p: &Pending, issued: Issued) -> CertificateRecord {
         certificate_der: cert.der().to_vec(),
         chain_pem: issued.chain_pem,
         created_at: p.now,
+        crl_shard: issued.crl_shard,
     }
 }
 

@@ -11,7 +11,8 @@ use certmesh_crypto::{
     keys::{KeyBackend, KeyRef, KeySpec, Signer},
     serial::Serial,
 };
-use certmesh_store::{CaId, Store, StoreError, TenantId, cas};
+use certmesh_kit::pki::LeafPointers;
+use certmesh_store::{CaId, Store, StoreError, TenantId, ca_certificates, cas};
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::RwLock;
 
@@ -43,6 +44,9 @@ pub struct Issued {
     pub chain_pem: String,
     /// The CA that signed.
     pub issuer_ca_id: CaId,
+    /// The CRL shard the certificate names in its CRL distribution point (0 without
+    /// pointers).
+    pub crl_shard: u32,
 }
 
 /// An authority that signs certificates: the built-in CA, or a CA of the operator's tree;
@@ -85,6 +89,8 @@ pub const ISSUING_NAME: &str = "builtin-issuing";
 #[derive(Debug)]
 struct Loaded {
     id: CaId,
+    /// The public id of the signing key (its primary certificate row), named in CRL URLs.
+    key_id: uuid::Uuid,
     ca: IssuingCa,
     chain_pem: String,
 }
@@ -94,6 +100,7 @@ struct Loaded {
 pub struct BuiltinCa {
     store: Store,
     keys: Arc<dyn KeyBackend>,
+    pointers: Option<LeafPointers>,
     loaded: RwLock<HashMap<TenantId, Arc<Loaded>>>,
 }
 
@@ -103,8 +110,21 @@ impl BuiltinCa {
         Self {
             store,
             keys,
+            pointers: None,
             loaded: RwLock::default(),
         }
+    }
+
+    /// Writes `pointers` (the OCSP URL and the shard's CRL URL) into every leaf signed through
+    /// this CA and the operator's tree CAs.
+    pub fn with_pointers(mut self, pointers: LeafPointers) -> Self {
+        self.pointers = Some(pointers);
+        self
+    }
+
+    /// The revocation pointers leaves get, if any.
+    pub fn pointers(&self) -> Option<&LeafPointers> {
+        self.pointers.as_ref()
     }
 
     /// The key backend the CA keys live in (the operator's tree CAs' keys too).
@@ -125,10 +145,14 @@ impl BuiltinCa {
 
     /// Open the tenant's issuing CA from its row; `false` if it has none yet.
     async fn load(&self, tenant: TenantId) -> Result<bool, IssuanceError> {
-        let Some(issuing) = self
+        let Some((issuing, key_id)) = self
             .store
             .in_tenant(tenant, async |tx| {
-                cas::by_name(tx, tenant, ISSUING_NAME).await
+                let Some(issuing) = cas::by_name(tx, tenant, ISSUING_NAME).await? else {
+                    return Ok(None);
+                };
+                let key_id = key_id(tx, &issuing).await?;
+                Ok::<_, IssuanceError>(Some((issuing, key_id)))
             })
             .await?
         else {
@@ -140,6 +164,7 @@ impl BuiltinCa {
         let ca = IssuingCa::new(cert, signer)?;
         let loaded = Arc::new(Loaded {
             id: issuing.id,
+            key_id,
             ca,
             chain_pem,
         });
@@ -291,6 +316,7 @@ fn ca_template(
 #[async_trait]
 impl Issuer for BuiltinCa {
     async fn issue(&self, request: SignRequest<'_>) -> Result<Issued, IssuanceError> {
+        let request_csr = request.csr;
         let loaded = self
             .loaded
             .read()
@@ -300,17 +326,47 @@ impl Issuer for BuiltinCa {
             .ok_or_else(|| IssuanceError::CaNotReady("the built-in CA is not open".into()))?;
         // RFC 5280 §6.1.3: a leaf outliving its issuer fails path validation.
         let not_after = request.not_after.min(loaded.ca.certificate().not_after());
-        let template = LeafTemplate {
-            serial: request.serial,
-            not_before: request.not_before,
-            not_after,
-            ekus: request.ekus.to_vec(),
-        };
-        let certificate = loaded.ca.sign_leaf(request.csr, &template)?;
+        let (template, crl_shard) =
+            leaf_template(request, not_after, self.pointers.as_ref(), loaded.key_id);
+        let certificate = loaded.ca.sign_leaf(request_csr, &template)?;
         Ok(Issued {
             certificate,
             chain_pem: loaded.chain_pem.clone(),
             issuer_ca_id: loaded.id,
+            crl_shard,
         })
     }
+}
+
+/// The public id of `ca`'s current key: the id of its generation's primary certificate row
+/// (for a CA's first key, the CA id), as named in CRL URLs.
+pub(crate) async fn key_id<C: sea_orm::ConnectionTrait>(
+    c: &C,
+    ca: &cas::CaRecord,
+) -> Result<uuid::Uuid, IssuanceError> {
+    let rows = ca_certificates::list(c, ca.tenant_id, ca.id).await?;
+    Ok(rows
+        .iter()
+        .find(|r| r.relation == ca_certificates::RELATION_PRIMARY && r.generation == ca.generation)
+        .map_or(ca.id.0, |r| r.id))
+}
+
+/// The leaf template of a request, with the revocation pointers when configured; and the CRL
+/// shard they name.
+pub(crate) fn leaf_template(
+    request: SignRequest<'_>,
+    not_after: DateTime<Utc>,
+    pointers: Option<&LeafPointers>,
+    key_id: uuid::Uuid,
+) -> (LeafTemplate, u32) {
+    let urls = pointers.map(|p| p.for_leaf(key_id, request.serial.as_bytes()));
+    let template = LeafTemplate {
+        serial: request.serial,
+        not_before: request.not_before,
+        not_after,
+        ekus: request.ekus.to_vec(),
+        ocsp_url: urls.as_ref().map(|u| u.ocsp.clone()),
+        crl_url: urls.as_ref().map(|u| u.crl.clone()),
+    };
+    (template, urls.map_or(0, |u| u.shard))
 }

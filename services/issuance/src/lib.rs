@@ -60,7 +60,11 @@ impl Issuance {
     pub fn new(deps: Deps) -> Self {
         let committer = commit::Committer::spawn(deps.store.clone(), deps.builtin.clone());
         // The tree CAs' keys live in the same backend as the built-in CA's.
-        let tree = tree::TreeCa::new(deps.store.clone(), deps.builtin.keys());
+        let tree = tree::TreeCa::new(
+            deps.store.clone(),
+            deps.builtin.keys(),
+            deps.builtin.pointers().cloned(),
+        );
         Self {
             deps: Arc::new(deps),
             committer,

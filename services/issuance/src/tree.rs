@@ -17,10 +17,11 @@ use async_trait::async_trait;
 use certmesh_ca::CaError;
 use certmesh_crypto::{
     ca_checks::{CaCheckError, check_leaf_names},
-    cert::{Certificate, IssuingCa, LeafTemplate, NameConstraints, pem_bundle},
+    cert::{Certificate, IssuingCa, NameConstraints, pem_bundle},
     csr::Csr,
     keys::KeyBackend,
 };
+use certmesh_kit::pki::LeafPointers;
 use certmesh_store::{
     CaId, Store, TenantId,
     cas::{self, CaRecord},
@@ -29,7 +30,7 @@ use sea_orm::ConnectionTrait;
 
 use crate::{
     error::IssuanceError,
-    issuer::{Issued, Issuer, SignRequest, open_signer},
+    issuer::{Issued, Issuer, SignRequest, key_id, leaf_template, open_signer},
 };
 
 /// Generations held before the cache starts over (CAs are few; this bounds the pathological).
@@ -40,6 +41,7 @@ const CACHE_MAX: usize = 10_000;
 pub(crate) struct TreeCa {
     store: Store,
     keys: Arc<dyn KeyBackend>,
+    pointers: Option<LeafPointers>,
     opened: RwLock<HashMap<(CaId, u32), Arc<TreeIssuer>>>,
 }
 
@@ -47,6 +49,9 @@ pub(crate) struct TreeCa {
 #[derive(Debug)]
 pub(crate) struct TreeIssuer {
     id: CaId,
+    /// The public id of the signing key, named in CRL URLs.
+    key_id: uuid::Uuid,
+    pointers: Option<LeafPointers>,
     ca: IssuingCa,
     /// The issuing CA's certificate and each one above it, up to and not including the root.
     chain_pem: String,
@@ -57,10 +62,11 @@ pub(crate) struct TreeIssuer {
 
 impl TreeCa {
     /// Tree CAs whose rows are in `store` and whose keys are in `keys`.
-    pub fn new(store: Store, keys: Arc<dyn KeyBackend>) -> Self {
+    pub fn new(store: Store, keys: Arc<dyn KeyBackend>, pointers: Option<LeafPointers>) -> Self {
         Self {
             store,
             keys,
+            pointers,
             opened: RwLock::default(),
         }
     }
@@ -92,6 +98,11 @@ impl TreeCa {
         }
         let issuing = Certificate::from_der(ca.certificate_der.clone())?;
         let above = self.path_above(ca, &issuing).await?;
+        let tenant = ca.tenant_id;
+        let key_id = self
+            .store
+            .in_tenant(tenant, async |tx| key_id(tx, ca).await)
+            .await?;
         let signer = open_signer(self.keys.as_ref(), &ca.key_ref).await?;
         let constraints = std::iter::once(&issuing)
             .chain(&above)
@@ -109,6 +120,8 @@ impl TreeCa {
         };
         let issuer = Arc::new(TreeIssuer {
             id: ca.id,
+            key_id,
+            pointers: self.pointers.clone(),
             ca: IssuingCa::new(issuing, signer)?,
             chain_pem,
             constraints,
@@ -214,16 +227,14 @@ impl Issuer for TreeIssuer {
     async fn issue(&self, request: SignRequest<'_>) -> Result<Issued, IssuanceError> {
         // RFC 5280 §6.1.3: a leaf outliving its issuer fails path validation.
         let not_after = request.not_after.min(self.ca.certificate().not_after());
-        let template = LeafTemplate {
-            serial: request.serial,
-            not_before: request.not_before,
-            not_after,
-            ekus: request.ekus.to_vec(),
-        };
+        let csr = request.csr;
+        let (template, crl_shard) =
+            leaf_template(request, not_after, self.pointers.as_ref(), self.key_id);
         Ok(Issued {
-            certificate: self.ca.sign_leaf(request.csr, &template)?,
+            certificate: self.ca.sign_leaf(csr, &template)?,
             chain_pem: self.chain_pem.clone(),
             issuer_ca_id: self.id,
+            crl_shard,
         })
     }
 }

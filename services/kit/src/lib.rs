@@ -10,6 +10,7 @@ pub mod duration;
 pub mod grpc;
 pub mod limit;
 pub mod metrics;
+pub mod pki;
 pub mod rbac;
 pub mod reason;
 pub mod secret;

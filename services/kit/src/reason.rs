@@ -81,6 +81,10 @@ reasons! {
     NotACustodian => "NOT_A_CUSTODIAN", "The caller is not one of the ceremony's custodians.";
     PublicKeyInvalid => "PUBLIC_KEY_INVALID", "The public key is not an Ed25519 or ECDSA P-256 SubjectPublicKeyInfo PEM.";
     PrincipalKeyExists => "PRINCIPAL_KEY_EXISTS", "That public key is already registered in this tenant.";
+    RevocationReasonInvalid => "REVOCATION_REASON_INVALID", "The revocation reason is not one of RFC 5280's; the message lists them.";
+    ExternalCa => "EXTERNAL_CA", "The certificate was issued by a CA certmesh does not run; revoke it at that CA.";
+    CertificateNotOnHold => "CERTIFICATE_NOT_ON_HOLD", "removeFromCRL lifts a certificateHold; the certificate is not on hold.";
+    BulkFilterEmpty => "BULK_FILTER_EMPTY", "A bulk revocation names no CA and no profile; it would match every certificate.";
     BackendUnavailable => "BACKEND_UNAVAILABLE", "The gateway could not reach the role that serves the request.";
     Internal => "INTERNAL", "An internal error; details are in the server log under the request's trace id.";
 }

@@ -5,6 +5,9 @@
 //! Rows are never deleted: leaves and children signed by an older generation keep verifying
 //! through the chain stored with them. `superseded_at` records when a generation stopped being
 //! current.
+//!
+//! A primary row's id is the public name of its generation's key (CRL URLs carry it): for
+//! generation 1 it is the CA's own id, for later generations a fresh random id.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -92,13 +95,23 @@ async fn insert<C: ConnectionTrait>(c: &C, model: t::Model) -> Result<CaCertific
 
 /// Writes `ca`'s current certificate as the primary row of its current generation, issued by
 /// its parent (none for a root).
+///
+/// A generation's primary row id names that CA key in public: CRL distribution points and
+/// CRL URLs carry it, so it must be stable and unique. Generation 1 takes the CA's own id (as
+/// m0010's backfill does for CAs that predate the table), so a never-rotated CA is named by its
+/// CA id; later generations get a fresh random (v4) id.
 pub(crate) async fn insert_primary<C: ConnectionTrait>(
     c: &C,
     ca: &CaRecord,
     now: DateTime<Utc>,
 ) -> Result<CaCertificate> {
+    let id = if ca.generation == 1 {
+        ca.id.0
+    } else {
+        uuid::Uuid::new_v4()
+    };
     let model = t::Model {
-        id: uuid::Uuid::new_v4(),
+        id,
         tenant_id: ca.tenant_id.0,
         ca_id: ca.id.0,
         generation: to_i32(ca.generation, "generation")?,
@@ -191,4 +204,19 @@ pub async fn list<C: ConnectionTrait>(
     // Stable: keeps the database's order within each group.
     rows.sort_by_key(|r| (r.generation, r.relation != RELATION_PRIMARY));
     Ok(rows)
+}
+
+/// Every primary row of the tenant, that is one per key generation of each of its CAs, ordered
+/// by `(ca_id, generation)`: the CA keys a CRL publisher covers.
+pub async fn primaries<C: ConnectionTrait>(c: &C, tenant: TenantId) -> Result<Vec<CaCertificate>> {
+    t::Entity::find()
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .filter(t::Column::Relation.eq(RELATION_PRIMARY))
+        .order_by_asc(t::Column::CaId)
+        .order_by_asc(t::Column::Generation)
+        .all(c)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
 }

@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect,
@@ -45,6 +46,23 @@ pub struct CertificateRecord {
     pub chain_pem: String,
     /// When it was stored; the pagination key with `serial` (truncated to microseconds).
     pub created_at: DateTime<Utc>,
+    /// The CRL shard its revocation would be listed in, among the CRLs of its issuer's key
+    /// (0 when the issuer publishes one CRL; 0 for certificates stored before shards existed).
+    pub crl_shard: u32,
+}
+
+/// What [`list_filtered`] narrows a listing to; every `None` field matches all rows, so
+/// `CertificateFilter::default()` lists like [`list`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateFilter {
+    /// Only certificates signed by this CA.
+    pub issuer_ca_id: Option<CaId>,
+    /// Only certificates issued under this profile (any version).
+    pub profile_name: Option<String>,
+    /// Only certificates stored at or after this instant (`created_at >= t`).
+    pub issued_after: Option<DateTime<Utc>>,
+    /// Only certificates stored before this instant (`created_at < t`).
+    pub issued_before: Option<DateTime<Utc>>,
 }
 
 /// A position in a [`list`]: the last row of the previous page.
@@ -102,6 +120,7 @@ fn to_model(rec: &CertificateRecord) -> Result<t::Model> {
         certificate_der: rec.certificate_der.clone(),
         chain_pem: rec.chain_pem.clone(),
         created_at: truncate_ts(rec.created_at),
+        crl_shard: to_i32(rec.crl_shard, "crl shard")?,
     })
 }
 
@@ -123,6 +142,7 @@ fn from_model(m: t::Model) -> Result<CertificateRecord> {
         certificate_der: m.certificate_der,
         chain_pem: m.chain_pem,
         created_at: m.created_at,
+        crl_shard: to_u32(m.crl_shard, "crl shard")?,
     })
 }
 
@@ -183,12 +203,26 @@ pub async fn list<C: ConnectionTrait>(
     limit: u64,
     after: Option<&Cursor>,
 ) -> Result<(Vec<CertificateRecord>, Option<Cursor>)> {
+    list_filtered(c, tenant, &CertificateFilter::default(), limit, after).await
+}
+
+/// Like [`list`], over the tenant's certificates that match `filter` only: same order, same
+/// cursors (a cursor is only meaningful with the filter it was made under).
+pub async fn list_filtered<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    filter: &CertificateFilter,
+    limit: u64,
+    after: Option<&Cursor>,
+) -> Result<(Vec<CertificateRecord>, Option<Cursor>)> {
     if limit == 0 || limit > MAX_PAGE {
         return Err(StoreError::Invalid {
             detail: format!("page size must be between 1 and {MAX_PAGE}"),
         });
     }
-    let mut q = t::Entity::find().filter(t::Column::TenantId.eq(tenant.0));
+    let mut q = t::Entity::find()
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .filter(filter_condition(filter));
     if let Some(cur) = after {
         let at = truncate_ts(cur.created_at);
         q = q.filter(
@@ -220,6 +254,58 @@ pub async fn list<C: ConnectionTrait>(
         _ => None,
     };
     Ok((page, next))
+}
+
+/// The `WHERE` terms of a [`CertificateFilter`] (empty: all rows).
+fn filter_condition(filter: &CertificateFilter) -> Condition {
+    let CertificateFilter {
+        issuer_ca_id,
+        profile_name,
+        issued_after,
+        issued_before,
+    } = filter;
+    Condition::all()
+        .add_option(issuer_ca_id.map(|ca| t::Column::IssuerCaId.eq(ca.0)))
+        .add_option(
+            profile_name
+                .as_deref()
+                .map(|name| t::Column::ProfileName.eq(name)),
+        )
+        .add_option(issued_after.map(|at| t::Column::CreatedAt.gte(ceil_micros(at))))
+        .add_option(issued_before.map(|at| t::Column::CreatedAt.lt(ceil_micros(at))))
+}
+
+/// `t` rounded up to whole microseconds. Stored times are whole microseconds, so against
+/// them `>= t` and `< t` mean the same as against the rounded-up bound, and both backends
+/// compare alike (PostgreSQL would truncate the parameter, SQLite compare the text).
+fn ceil_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    let down = truncate_ts(t);
+    if down == t {
+        t
+    } else {
+        down + chrono::Duration::microseconds(1)
+    }
+}
+
+/// The highest CRL shard among the tenant's certificates signed by `ca` (any key generation),
+/// `None` if it signed none: how many shards the CA's CRLs have to cover.
+pub async fn max_crl_shard<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    ca: CaId,
+) -> Result<Option<u32>> {
+    let max: Option<Option<i32>> = t::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::from(Func::max(Expr::col(t::Column::CrlShard))),
+            "max_shard",
+        )
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .filter(t::Column::IssuerCaId.eq(ca.0))
+        .into_tuple()
+        .one(c)
+        .await?;
+    max.flatten().map(|m| to_u32(m, "crl shard")).transpose()
 }
 
 /// How many certificates the tenant has.

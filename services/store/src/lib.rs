@@ -3,11 +3,13 @@
 //! [`Store`] owns the connection pool and runs the schema migrations of `certmesh-migrations`.
 //! Repositories are modules of free functions ([`tenants`], [`tokens`], [`principals`],
 //! [`principal_keys`], [`cas`], [`ca_certificates`], [`ceremonies`], [`profiles`],
-//! [`certificates`], [`approvals`], [`idempotency`], [`outbox`], [`audit`]) generic over
-//! [`sea_orm::ConnectionTrait`], so the same call runs on the pool or inside a caller's
-//! transaction ([`Store::begin`]).
+//! [`certificates`], [`approvals`], [`idempotency`], [`outbox`], [`audit`], [`revocations`],
+//! [`crls`], [`leases`]) generic over [`sea_orm::ConnectionTrait`], so the same call runs on the
+//! pool or inside a caller's transaction ([`Store::begin`]).
 //!
 //! Every call is tenant-scoped: it takes a [`TenantId`] and never sees another tenant's rows.
+//! The exceptions hold no tenant data: the tenant directory ([`tenants`]) and [`leases`], the
+//! servers' job locks.
 //!
 //! **Row-level security.** On PostgreSQL that promise is kept twice. Every connection of a
 //! [`Store`] runs as the role [`APP_ROLE`], for which each tenant table has a row-level security
@@ -15,8 +17,8 @@
 //! transaction, and with no tenant set, none. So every repository call on a tenant table runs in a
 //! transaction from [`Store::begin_tenant`] or [`Store::in_tenant`] (or one whose tenant was set
 //! with [`set_tenant`]); on the bare pool ([`Store::conn`]) it finds nothing. Only the tenant
-//! directory ([`tenants`]) and token lookup by secret ([`tokens::verify`]) work without a
-//! tenant. Migrations run as the login itself, the schema owner ([`Store::migrate`]). SQLite has
+//! directory ([`tenants`]), token lookup by secret ([`tokens::verify`]) and [`leases`] work
+//! without a tenant. Migrations run as the login itself, the schema owner ([`Store::migrate`]). SQLite has
 //! no roles: there the tenant setting is a no-op and the repositories' own filters are the wall.
 //!
 //! **Time.** Nothing here reads the clock; callers pass `now`. Every timestamp is truncated to
@@ -29,6 +31,7 @@
 //! report [`StoreError::Conflict`] from the row count, leaving the caller's transaction usable.
 
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use certmesh_migrations::{Migrator, MigratorTrait};
@@ -38,6 +41,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     Statement, TransactionTrait,
 };
+use uuid::{ContextV7, Timestamp};
 
 pub use certmesh_migrations::APP_ROLE;
 
@@ -47,13 +51,16 @@ pub mod ca_certificates;
 pub mod cas;
 pub mod ceremonies;
 pub mod certificates;
+pub mod crls;
 mod entity;
 mod error;
 pub mod idempotency;
+pub mod leases;
 pub mod outbox;
 pub mod principal_keys;
 pub mod principals;
 pub mod profiles;
+pub mod revocations;
 pub mod tenants;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -264,6 +271,21 @@ impl Store {
     }
 }
 
+/// Takes the database write lock now, for a transaction that reads before it writes. On
+/// SQLite a deferred transaction that has only read cannot become a writer once another writer
+/// committed (`SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not retry); a write as its first
+/// statement makes it wait for the lock instead. A no-op on PostgreSQL, whose row locks and
+/// conflict handling serialize writers.
+pub async fn write_lock<C: ConnectionTrait>(c: &C) -> Result<()> {
+    if c.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
+    }
+    // Writes nothing, but as a write statement it opens the write transaction.
+    c.execute_unprepared("UPDATE leases SET holder = holder WHERE 1 = 0")
+        .await?;
+    Ok(())
+}
+
 /// Makes `tenant` the tenant the rest of transaction `c` acts for (PostgreSQL: the
 /// transaction-local setting `certmesh.tenant` that the row-level security policies read).
 /// A no-op on SQLite. Outside a transaction it would last one statement only: do not.
@@ -292,6 +314,21 @@ async fn owner_connection(url: &str) -> Result<DatabaseConnection> {
     Ok(Database::connect(opts).await?)
 }
 
+/// Shared so ids minted in the same millisecond stay ordered across tasks.
+static V7_CONTEXT: Mutex<ContextV7> = Mutex::new(ContextV7::new());
+
+/// A UUIDv7 built from `at` (not the wall clock) with a process-wide monotonic counter: ids sort
+/// by `at` and, within one millisecond, by minting order. As a primary key it keeps bulk inserts
+/// appending to the key's index instead of writing all over it, as random ids do.
+pub(crate) fn time_ordered_id(at: DateTime<Utc>) -> uuid::Uuid {
+    let secs = u64::try_from(at.timestamp()).unwrap_or(0);
+    let nanos = at.timestamp_subsec_nanos();
+    let ctx = V7_CONTEXT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    uuid::Uuid::new_v7(Timestamp::from_unix(&*ctx, secs, nanos))
+}
+
 /// Truncates to whole microseconds, the precision both backends keep (see the crate docs).
 pub fn truncate_ts(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
@@ -307,6 +344,20 @@ pub(crate) fn to_u32(v: i32, what: &str) -> Result<u32> {
 /// Converts a caller's `u32` (a version) to the stored `i32`.
 pub(crate) fn to_i32(v: u32, what: &str) -> Result<i32> {
     i32::try_from(v).map_err(|_| StoreError::Invalid {
+        detail: format!("{what} out of range: {v}"),
+    })
+}
+
+/// Converts a stored non-negative 64-bit integer (a CRL number, a count) to `u64`.
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        detail: format!("negative {what}: {v}"),
+    })
+}
+
+/// Converts a caller's `u64` to the stored `i64` (PostgreSQL `bigint` is signed).
+pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid {
         detail: format!("{what} out of range: {v}"),
     })
 }

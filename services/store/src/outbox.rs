@@ -5,20 +5,15 @@
 //! process-wide monotonic counter, so ids sort by time and, within one millisecond, by append
 //! order.
 
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use uuid::{ContextV7, Timestamp, Uuid};
+use uuid::Uuid;
 
 use crate::entity::outbox as t;
 use crate::{Result, StoreError, TenantId, truncate_ts};
-
-/// Shared so ids minted in the same millisecond stay ordered across tasks.
-static V7_CONTEXT: Mutex<ContextV7> = Mutex::new(ContextV7::new());
 
 /// A stored event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,12 +51,7 @@ pub struct NewEvent {
 
 /// A UUIDv7 for an event created at `at`.
 pub fn event_id(at: DateTime<Utc>) -> Uuid {
-    let secs = u64::try_from(at.timestamp()).unwrap_or(0);
-    let nanos = at.timestamp_subsec_nanos();
-    let ctx = V7_CONTEXT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    Uuid::new_v7(Timestamp::from_unix(&*ctx, secs, nanos))
+    crate::time_ordered_id(at)
 }
 
 fn to_model(e: &NewEvent) -> t::Model {

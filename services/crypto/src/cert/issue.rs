@@ -7,7 +7,8 @@
 //! authorityKeyIdentifier = issuer's subjectKeyIdentifier (§4.2.1.1), critical keyUsage
 //! (§4.2.1.3), critical basicConstraints (§4.2.1.9), critical nameConstraints with dNSName
 //! subtrees when a CA template has any (§4.2.1.10), SAN critical when the subject is empty
-//! (§4.2.1.6, done by rcgen).
+//! (§4.2.1.6, done by rcgen). A leaf can point at its revocation status: cRLDistributionPoints
+//! (§4.2.1.13) and authorityInfoAccess with an OCSP responder (§4.2.2.1).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -15,9 +16,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, NameConstraints, PublicKeyData,
-    SanType, SerialNumber, SigningKey,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
+    NameConstraints, PublicKeyData, SanType, SerialNumber, SigningKey,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
@@ -25,13 +26,21 @@ use x509_parser::time::ASN1Time;
 use super::Certificate;
 use crate::ca_checks::{CaCheckError, normalize_dns_subtree};
 use crate::csr::{Csr, ExtendedKeyUsage, KeyAlgorithm};
+use crate::der;
 use crate::error::{CryptoError, Result};
 use crate::keys::{KeySpec, Signer};
+use crate::revocation::check_uri;
 use crate::serial::Serial;
 use crate::spki::SubjectKey;
 
 /// RFC 5280 Appendix A: ub-common-name.
 const MAX_CN_LEN: usize = 64;
+
+/// RFC 5280 §4.2.2.1: id-pe-authorityInfoAccess.
+const OID_AUTHORITY_INFO_ACCESS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+
+/// RFC 5280 §4.2.2.1: id-ad-ocsp (1.3.6.1.5.5.7.48.1), DER content octets.
+const OID_AD_OCSP: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
 
 /// What varies per leaf certificate; names and key come from the CSR.
 #[derive(Clone, Debug)]
@@ -44,6 +53,12 @@ pub struct LeafTemplate {
     pub not_after: DateTime<Utc>,
     /// Extended key usages; the extension is omitted when empty.
     pub ekus: Vec<ExtendedKeyUsage>,
+    /// The OCSP responder URL, written as authorityInfoAccess id-ad-ocsp (RFC 5280 §4.2.2.1);
+    /// must be an absolute URI ([`CryptoError::InvalidUri`]).
+    pub ocsp_url: Option<String>,
+    /// The CRL URL, written as a cRLDistributionPoints fullName (RFC 5280 §4.2.1.13); the CRL
+    /// there names the same URL in its issuingDistributionPoint.
+    pub crl_url: Option<String>,
 }
 
 /// What varies per CA certificate.
@@ -72,8 +87,8 @@ pub struct CaTemplate {
 
 /// A CA ready to sign: its certificate plus its signer, built once and shared.
 pub struct IssuingCa {
-    pub(super) cert: Certificate,
-    pub(super) issuer: Issuer<'static, SignerKey>,
+    pub(crate) cert: Certificate,
+    pub(crate) issuer: Issuer<'static, SignerKey>,
 }
 
 impl IssuingCa {
@@ -128,6 +143,16 @@ impl IssuingCa {
         params.key_usages = leaf_key_usages(subject_key);
         params.extended_key_usages = t.ekus.iter().map(|e| rcgen_eku(*e)).collect();
         params.key_identifier_method = KeyIdMethod::PreSpecified(subject_key.key_id());
+        if let Some(url) = &t.crl_url {
+            check_uri(url)?;
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
+        if let Some(url) = &t.ocsp_url {
+            check_uri(url)?;
+            params.custom_extensions.push(ocsp_access(url));
+        }
         sign(|| params.signed_by(subject_key, &self.issuer))
     }
 
@@ -150,6 +175,19 @@ impl fmt::Debug for IssuingCa {
             .field("signer", self.issuer.key())
             .finish()
     }
+}
+
+/// RFC 5280 §4.2.2.1: authorityInfoAccess with one AccessDescription, id-ad-ocsp →
+/// uniformResourceIdentifier (non-critical, as the RFC requires).
+fn ocsp_access(url: &str) -> CustomExtension {
+    let mut value = Vec::with_capacity(url.len() + 16);
+    der::nested(&mut value, der::SEQUENCE, |out| {
+        der::nested(out, der::SEQUENCE, |out| {
+            der::tlv(out, der::OID, OID_AD_OCSP);
+            der::tlv(out, der::context_primitive(6), url.as_bytes());
+        });
+    });
+    CustomExtension::from_oid_content(OID_AUTHORITY_INFO_ACCESS, value)
 }
 
 /// Creates a self-signed root CA certificate for the signer's key.
@@ -212,7 +250,7 @@ fn dns_name_constraints(
     }))
 }
 
-pub(super) fn base_params(
+pub(crate) fn base_params(
     serial: &Serial,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
@@ -229,7 +267,7 @@ pub(super) fn base_params(
     Ok(params)
 }
 
-fn asn1_time(t: DateTime<Utc>) -> Result<ASN1Time> {
+pub(crate) fn asn1_time(t: DateTime<Utc>) -> Result<ASN1Time> {
     ASN1Time::from_timestamp(t.timestamp()).map_err(|_| signing("validity time out of range"))
 }
 
@@ -242,7 +280,7 @@ fn leaf_subject(csr: &Csr) -> Result<DistinguishedName> {
     Ok(dn)
 }
 
-fn check_cn(cn: &str) -> Result<()> {
+pub(crate) fn check_cn(cn: &str) -> Result<()> {
     if cn.is_empty() || cn.chars().count() > MAX_CN_LEN {
         return Err(CryptoError::MalformedCsr {
             detail: format!("commonName must be 1 to {MAX_CN_LEN} characters"),
@@ -304,7 +342,7 @@ pub(super) fn check_single_valued_rdns(der: &[u8]) -> Result<()> {
     }
 }
 
-pub(super) fn signing(detail: &str) -> CryptoError {
+pub(crate) fn signing(detail: &str) -> CryptoError {
     CryptoError::Signing {
         detail: detail.to_owned(),
     }
@@ -317,20 +355,28 @@ thread_local! {
 }
 
 /// Runs an rcgen build-and-sign and parses the result into a [`Certificate`].
-pub(super) fn sign(
+pub(crate) fn sign(
     build: impl FnOnce() -> std::result::Result<rcgen::Certificate, rcgen::Error>,
 ) -> Result<Certificate> {
-    SIGNER_ERROR.with(|slot| slot.borrow_mut().take());
-    let cert = build().map_err(|e| {
-        SIGNER_ERROR
-            .with(|slot| slot.borrow_mut().take())
-            .unwrap_or_else(|| signing(&format!("building the certificate failed: {e}")))
-    })?;
+    let cert = sign_with(build, "certificate")?;
     Certificate::from_der(cert.der().to_vec())
 }
 
+/// Runs an rcgen build-and-sign of a `what`; a [`Signer`] error comes back unchanged.
+pub(crate) fn sign_with<T>(
+    build: impl FnOnce() -> std::result::Result<T, rcgen::Error>,
+    what: &str,
+) -> Result<T> {
+    SIGNER_ERROR.with(|slot| slot.borrow_mut().take());
+    build().map_err(|e| {
+        SIGNER_ERROR
+            .with(|slot| slot.borrow_mut().take())
+            .unwrap_or_else(|| signing(&format!("building the {what} failed: {e}")))
+    })
+}
+
 /// Adapts a [`Signer`] to rcgen's signing traits.
-pub(super) struct SignerKey {
+pub(crate) struct SignerKey {
     signer: Arc<dyn Signer>,
     public: SubjectKey,
 }

@@ -23,6 +23,7 @@ mod issue;
 
 pub use constraints::{BasicConstraintsInfo, NameConstraints};
 pub use issue::{CaTemplate, IssuingCa, LeafTemplate, self_signed_root};
+pub(crate) use issue::{asn1_time, base_params, check_cn, sign, sign_with, signing};
 
 /// A parsed X.509 certificate: its DER plus a summary of what certmesh reads from it.
 #[derive(Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ mod software;
 pub use kek::Kek;
 pub use sealed::SealedFileBackend;
 pub use software::SoftwareSigner;
+pub(crate) use software::generate_pkcs8;
 
 /// Key types a CA key may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,6 +27,8 @@ fn leaf_template(ekus: Vec<ExtendedKeyUsage>) -> LeafTemplate {
         not_before: at(2026, 1, 1),
         not_after: at(2031, 1, 1),
         ekus,
+        ocsp_url: None,
+        crl_url: None,
     }
 }
 

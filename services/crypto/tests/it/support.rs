@@ -71,6 +71,60 @@ pub fn pkilint(dir: &Path, cert: &Certificate, what: &str) {
     );
 }
 
+/// Runs openssl in `dir`; returns its exit success and stdout followed by stderr (some
+/// subcommands report verification on stderr).
+pub fn openssl_output(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("/usr/bin/openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Lints a DER document with a sibling of `lint_pkix_cert` in pkilint's venv (`lint_crl`,
+/// `lint_ocsp_response`), passing `args` before the file; panics on any finding at `severity`
+/// or above and returns the findings below it (reported with `--severity INFO`).
+pub fn pkilint_document(
+    dir: &Path,
+    tool: &str,
+    args: &[&str],
+    der: &[u8],
+    severity: &str,
+    what: &str,
+) -> String {
+    let bin = pkilint_bin().with_file_name(tool);
+    assert!(bin.is_file(), "{} missing: run `make tools`", bin.display());
+    let path = dir.join(format!(
+        "{}.lint.der",
+        certmesh_crypto::digest::sha256_hex(der)
+    ));
+    fs::write(&path, der).expect("write");
+    let run = |severity: &str| {
+        let out = Command::new(&bin)
+            .arg("lint")
+            .args(args)
+            .args(["--severity", severity, "--document-format", "DER"])
+            .arg(&path)
+            .output()
+            .expect("pkilint runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let (ok, stdout, stderr) = run(severity);
+    assert!(
+        ok && stdout.trim().is_empty(),
+        "{tool} findings for {what} at {severity} or above:\n{stdout}{stderr}"
+    );
+    run("INFO").1
+}
+
 /// openssl `-newkey` arguments for each key type under test.
 pub const KEY_TYPES: &[(&str, &[&str])] = &[
     (
@@ -202,6 +256,8 @@ pub fn leaf_for(dir: &Path, ca: &IssuingCa, dns: &str) -> Certificate {
         not_before: at(2026, 1, 1),
         not_after: at(2031, 1, 1),
         ekus: vec![ExtendedKeyUsage::ServerAuth],
+        ocsp_url: None,
+        crl_url: None,
     };
     ca.sign_leaf(&Csr::from_pem(&pem).expect("csr"), &t)
         .expect("leaf")

@@ -20,6 +20,7 @@ pub struct Model {
     pub certificate_der: Vec<u8>,
     pub chain_pem: String,
     pub created_at: DateTimeUtc,
+    pub crl_shard: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

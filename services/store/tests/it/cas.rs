@@ -543,3 +543,95 @@ async fn a_tenant_never_sees_another_tenants_cas() {
         t.commit().await.expect("commit");
     }
 }
+
+#[tokio::test]
+async fn a_generations_primary_row_id_names_its_key_and_primaries_lists_every_generation() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let acme = tenant(&db, "acme").await;
+        let globex = tenant(&db, "globex").await;
+        let t = tx(&db, acme).await;
+        let root = cas::insert(&t, new_ca(acme, "root", None), t0())
+            .await
+            .expect("root");
+        let sub = cas::insert(&t, new_ca(acme, "sub", Some(root.id)), at(1))
+            .await
+            .expect("sub");
+        let other = cas::insert(&t, new_ca(acme, "other", None), at(2))
+            .await
+            .expect("other");
+        ca_certificates::add_cross(
+            &t,
+            acme,
+            NewCross {
+                ca_id: sub.id,
+                issuer_ca_id: other.id,
+                certificate_der: b"cross".to_vec(),
+                not_before: t0(),
+                not_after: at(86_400),
+            },
+            at(3),
+        )
+        .await
+        .expect("cross");
+        for ca in [&root, &sub, &other] {
+            let certs = ca_certificates::list(&t, acme, ca.id).await.expect("list");
+            assert_eq!(
+                certs[0].id, ca.id.0,
+                "{b:?}: a new CA's generation-1 primary row id is the CA id"
+            );
+        }
+        cas::rotate(&t, acme, sub.id, rotation(1, "sub-2"), at(10))
+            .await
+            .expect("rotate");
+        let primaries = ca_certificates::primaries(&t, acme)
+            .await
+            .expect("primaries");
+        assert!(
+            primaries.iter().all(|p| p.relation == RELATION_PRIMARY),
+            "{b:?}: no cross rows"
+        );
+        let mut want: Vec<(CaId, u32)> =
+            vec![(root.id, 1), (sub.id, 1), (sub.id, 2), (other.id, 1)];
+        want.sort();
+        assert_eq!(
+            primaries
+                .iter()
+                .map(|p| (p.ca_id, p.generation))
+                .collect::<Vec<_>>(),
+            want,
+            "{b:?}: ordered by (ca_id, generation)"
+        );
+        let gen2 = primaries
+            .iter()
+            .find(|p| p.ca_id == sub.id && p.generation == 2)
+            .expect("generation 2");
+        assert_ne!(
+            gen2.id, sub.id.0,
+            "{b:?}: later generations get their own id"
+        );
+        assert_eq!(gen2.key_ref, "file:keys/sub-2");
+        t.commit().await.expect("commit");
+
+        let t = tx(&db, globex).await;
+        assert!(
+            ca_certificates::primaries(&t, globex)
+                .await
+                .expect("primaries")
+                .is_empty(),
+            "{b:?}: another tenant sees none"
+        );
+        let theirs = cas::insert(&t, new_ca(globex, "root", None), t0())
+            .await
+            .expect("globex root");
+        let primaries = ca_certificates::primaries(&t, globex)
+            .await
+            .expect("primaries");
+        assert_eq!(
+            primaries.iter().map(|p| p.id).collect::<Vec<_>>(),
+            [theirs.id.0],
+            "{b:?}"
+        );
+        t.commit().await.expect("commit");
+    }
+}

@@ -1,10 +1,11 @@
-//! Certificates: insert, get, conflicts, tenant scoping, keyset pagination, count.
+//! Certificates: insert, get, conflicts, tenant scoping, keyset pagination (plain and
+//! filtered), count, CRL shards.
 
-use certmesh_store::certificates::{self, CertificateRecord, Cursor};
+use certmesh_store::certificates::{self, CertificateFilter, CertificateRecord, Cursor};
 use certmesh_store::testing::each_backend;
 use certmesh_store::{CaId, StoreError, TenantId};
 
-use crate::{at, tenant};
+use crate::{at, tenant, tx};
 
 fn cert(tenant_id: TenantId, serial: &str, created_secs: i64) -> CertificateRecord {
     CertificateRecord {
@@ -21,6 +22,7 @@ fn cert(tenant_id: TenantId, serial: &str, created_secs: i64) -> CertificateReco
         certificate_der: vec![0x30, 0x03, 0x02, 0x01, 0x00],
         chain_pem: "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n".to_owned(),
         created_at: certmesh_store::truncate_ts(at(created_secs)),
+        crl_shard: 0,
     }
 }
 
@@ -142,5 +144,203 @@ async fn list_paginates_with_cursors() {
             certificates::list(c, acme, 0, None).await,
             Err(StoreError::Invalid { .. })
         ));
+    }
+}
+
+#[tokio::test]
+async fn crl_shard_round_trips_and_max_crl_shard_is_per_issuer_and_tenant() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let acme = tenant(&db, "acme").await;
+        let globex = tenant(&db, "globex").await;
+        let ca = CaId(uuid::Uuid::from_u128(7));
+        let other_ca = CaId(uuid::Uuid::from_u128(8));
+        let t = tx(&db, acme).await;
+        assert_eq!(
+            certificates::max_crl_shard(&t, acme, ca)
+                .await
+                .expect("max"),
+            None,
+            "{b:?}: no certificates, no shard"
+        );
+        let mut sharded = cert(acme, "0a", 0);
+        sharded.crl_shard = 5;
+        let mut other = cert(acme, "0b", 1);
+        other.issuer_ca_id = other_ca;
+        other.crl_shard = 9;
+        certificates::insert(&t, &sharded).await.expect("insert");
+        certificates::insert_many(&t, &[cert(acme, "0c", 2), other])
+            .await
+            .expect("insert_many");
+        let got = certificates::get(&t, acme, "0a")
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(got.crl_shard, 5, "{b:?}: crl_shard persisted");
+        assert_eq!(
+            certificates::max_crl_shard(&t, acme, ca)
+                .await
+                .expect("max"),
+            Some(5),
+            "{b:?}"
+        );
+        assert_eq!(
+            certificates::max_crl_shard(&t, acme, other_ca)
+                .await
+                .expect("max"),
+            Some(9),
+            "{b:?}"
+        );
+        t.commit().await.expect("commit");
+        let t = tx(&db, globex).await;
+        assert_eq!(
+            certificates::max_crl_shard(&t, globex, ca)
+                .await
+                .expect("max"),
+            None,
+            "{b:?}: another tenant's certificates do not count"
+        );
+        certificates::insert(&t, &cert(globex, "0a", 0))
+            .await
+            .expect("insert");
+        assert_eq!(
+            certificates::max_crl_shard(&t, globex, ca)
+                .await
+                .expect("max"),
+            Some(0),
+            "{b:?}: shard 0 is a shard"
+        );
+        t.commit().await.expect("commit");
+    }
+}
+
+/// Pages through `list_filtered` 2 rows at a time; the serials in order.
+async fn all_filtered<C: sea_orm::ConnectionTrait>(
+    c: &C,
+    t: TenantId,
+    filter: &CertificateFilter,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let (page, next) = certificates::list_filtered(c, t, filter, 2, cursor.as_ref())
+            .await
+            .expect("list_filtered");
+        assert!(page.len() <= 2);
+        seen.extend(page.into_iter().map(|r| r.serial));
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_filtered_narrows_by_issuer_profile_and_issue_time_and_paginates() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let acme = tenant(&db, "acme").await;
+        let globex = tenant(&db, "globex").await;
+        let ca7 = CaId(uuid::Uuid::from_u128(7));
+        let ca8 = CaId(uuid::Uuid::from_u128(8));
+        let mut recs = Vec::new();
+        // (serial, issue time, issuer, profile)
+        for (serial, secs, ca, profile) in [
+            ("01", 0, ca7, "web"),
+            ("02", 10, ca8, "web"),
+            ("03", 10, ca7, "mtls"),
+            ("04", 20, ca7, "web"),
+            ("05", 30, ca8, "mtls"),
+            ("06", 30, ca7, "web"),
+            ("07", 40, ca7, "web"),
+        ] {
+            let mut r = cert(acme, serial, secs);
+            r.issuer_ca_id = ca;
+            r.profile_name = profile.to_owned();
+            recs.push(r);
+        }
+        let t = tx(&db, acme).await;
+        certificates::insert_many(&t, &recs).await.expect("insert");
+        t.commit().await.expect("commit");
+        let t = tx(&db, globex).await;
+        certificates::insert(&t, &cert(globex, "99", 10))
+            .await
+            .expect("other tenant");
+        t.commit().await.expect("commit");
+
+        let t = tx(&db, acme).await;
+        let by_issuer = CertificateFilter {
+            issuer_ca_id: Some(ca7),
+            ..CertificateFilter::default()
+        };
+        let by_profile = CertificateFilter {
+            profile_name: Some("mtls".to_owned()),
+            ..CertificateFilter::default()
+        };
+        // `at()` carries nanoseconds: the bounds fall between stored microseconds.
+        let after = CertificateFilter {
+            issued_after: Some(certmesh_store::truncate_ts(at(20))),
+            ..CertificateFilter::default()
+        };
+        let before = CertificateFilter {
+            issued_before: Some(certmesh_store::truncate_ts(at(30))),
+            ..CertificateFilter::default()
+        };
+        let window = CertificateFilter {
+            issuer_ca_id: Some(ca7),
+            profile_name: Some("web".to_owned()),
+            issued_after: Some(at(10)),
+            issued_before: Some(at(40)),
+        };
+        let sub_micro = CertificateFilter {
+            // A bound just past a stored instant: `>=` excludes it, `<` includes it.
+            issued_after: Some(
+                certmesh_store::truncate_ts(at(10)) + chrono::Duration::nanoseconds(1),
+            ),
+            issued_before: Some(
+                certmesh_store::truncate_ts(at(30)) + chrono::Duration::nanoseconds(1),
+            ),
+            ..CertificateFilter::default()
+        };
+        for (filter, want) in [
+            (
+                CertificateFilter::default(),
+                vec!["01", "02", "03", "04", "05", "06", "07"],
+            ),
+            (by_issuer, vec!["01", "03", "04", "06", "07"]),
+            (by_profile, vec!["03", "05"]),
+            (after, vec!["04", "05", "06", "07"]),
+            (before, vec!["01", "02", "03", "04"]),
+            // Exact bounds: 10.123456 < at(10) is out, 40.123456 < at(40) is in.
+            (window, vec!["04", "06", "07"]),
+            (sub_micro, vec!["04", "05", "06"]),
+        ] {
+            assert_eq!(
+                all_filtered(&t, acme, &filter).await,
+                want,
+                "{b:?}: {filter:?}"
+            );
+        }
+        let none = CertificateFilter {
+            issuer_ca_id: Some(CaId(uuid::Uuid::from_u128(9))),
+            ..CertificateFilter::default()
+        };
+        assert!(all_filtered(&t, acme, &none).await.is_empty(), "{b:?}");
+        assert!(matches!(
+            certificates::list_filtered(&t, acme, &none, 1001, None).await,
+            Err(StoreError::Invalid { .. })
+        ));
+        t.commit().await.expect("commit");
+        let t = tx(&db, globex).await;
+        let by_issuer = CertificateFilter {
+            issuer_ca_id: Some(ca7),
+            ..CertificateFilter::default()
+        };
+        assert_eq!(
+            all_filtered(&t, globex, &by_issuer).await,
+            ["99"],
+            "{b:?}: each tenant its own"
+        );
+        t.commit().await.expect("commit");
     }
 }

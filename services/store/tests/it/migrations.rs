@@ -3,15 +3,17 @@
 use certmesh_migrations::{Migrator, MigratorTrait};
 use certmesh_store::ca_certificates::{self, RELATION_PRIMARY};
 use certmesh_store::cas::{self, Rotation};
+use certmesh_store::certificates::{self, CertificateRecord};
+use certmesh_store::revocations::{self, NewRevocation};
 use certmesh_store::testing::{TestDb, each_backend};
-use certmesh_store::{Backend, CaId};
+use certmesh_store::{Backend, CaId, TenantId, crls, leases, truncate_ts};
 use sea_orm::ConnectionTrait;
 
 use crate::cas::new_ca;
 use crate::{at, t0, tenant};
 
 /// Every table of the schema.
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 20] = [
     "tenants",
     "api_tokens",
     "cas",
@@ -28,6 +30,10 @@ const TABLES: [&str; 16] = [
     "ceremonies",
     "ceremony_approvals",
     "principal_keys",
+    "revocations",
+    "crls",
+    "crl_counters",
+    "leases",
 ];
 
 /// How many of `tables` exist, as the store's own connection sees them.
@@ -71,7 +77,7 @@ async fn apply_reapply_down_up() {
         let b = db.backend();
         assert_eq!(
             table_count(&db).await,
-            16,
+            20,
             "{b:?}: all tables after migrate"
         );
         let tenant_id = tenant(&db, "acme").await;
@@ -88,7 +94,7 @@ async fn apply_reapply_down_up() {
         db.store.migrate().await.expect("up again");
         assert_eq!(
             table_count(&db).await,
-            16,
+            20,
             "{b:?}: all tables after up again"
         );
         certmesh_store::tenants::ensure(db.owner(), "acme", t0())
@@ -142,13 +148,31 @@ const HIERARCHY_TABLES: [&str; 4] = [
 ];
 
 async fn cas_has_column(db: &TestDb, column: &str) -> bool {
+    has_column(db, "cas", column).await
+}
+
+async fn has_column(db: &TestDb, table: &str, column: &str) -> bool {
     let sql = match db.backend() {
-        Backend::Sqlite => {
-            format!("SELECT COUNT(*) AS n FROM pragma_table_info('cas') WHERE name = '{column}'")
-        }
+        Backend::Sqlite => format!(
+            "SELECT COUNT(*) AS n FROM pragma_table_info('{table}') WHERE name = '{column}'"
+        ),
         Backend::Postgres => format!(
             "SELECT COUNT(*) AS n FROM information_schema.columns \
-             WHERE table_schema = 'public' AND table_name = 'cas' AND column_name = '{column}'"
+             WHERE table_schema = 'public' AND table_name = '{table}' \
+             AND column_name = '{column}'"
+        ),
+    };
+    scalar(db.owner(), &sql).await == 1
+}
+
+async fn has_index(db: &TestDb, index: &str) -> bool {
+    let sql = match db.backend() {
+        Backend::Sqlite => format!(
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name = '{index}'"
+        ),
+        Backend::Postgres => format!(
+            "SELECT COUNT(*) AS n FROM pg_indexes WHERE schemaname = 'public' \
+             AND indexname = '{index}'"
         ),
     };
     scalar(db.owner(), &sql).await == 1
@@ -167,8 +191,11 @@ async fn the_ca_hierarchy_migration_rolls_back_and_backfills_existing_cas() {
             .await
             .expect("sub");
 
-        Migrator::down(c, Some(1)).await.expect("down m0010");
+        Migrator::down(c, Some(2))
+            .await
+            .expect("down m0011 and m0010");
         assert_eq!(count_tables(&db, &HIERARCHY_TABLES).await, 0, "{b:?}");
+        assert_eq!(count_tables(&db, &REVOCATION_TABLES).await, 0, "{b:?}");
         assert_eq!(table_count(&db).await, 12, "{b:?}: the rest stays");
         for column in ["kind", "path_len", "key_spec", "generation", "key_offline"] {
             assert!(
@@ -180,7 +207,7 @@ async fn the_ca_hierarchy_migration_rolls_back_and_backfills_existing_cas() {
         Migrator::up(c, None)
             .await
             .expect("up m0010 over existing CAs");
-        assert_eq!(table_count(&db).await, 16, "{b:?}");
+        assert_eq!(table_count(&db).await, 20, "{b:?}");
         let root_after = cas::get(c, acme, root.id)
             .await
             .expect("get")
@@ -247,6 +274,92 @@ async fn the_ca_hierarchy_migration_rolls_back_and_backfills_existing_cas() {
         assert_eq!(
             children.iter().map(|r| r.id).collect::<Vec<CaId>>(),
             [sub.id]
+        );
+    }
+}
+
+/// The m0011 tables.
+const REVOCATION_TABLES: [&str; 4] = ["revocations", "crls", "crl_counters", "leases"];
+
+fn certificate(tenant_id: TenantId, crl_shard: u32) -> CertificateRecord {
+    CertificateRecord {
+        tenant_id,
+        serial: "0a".to_owned(),
+        issuer_ca_id: CaId(uuid::Uuid::from_u128(7)),
+        profile_name: "web".to_owned(),
+        profile_version: 1,
+        subject: "CN=a".to_owned(),
+        sans: vec!["a.example.com".to_owned()],
+        not_before: truncate_ts(t0()),
+        not_after: truncate_ts(at(86_400)),
+        fingerprint_sha256: "ab".repeat(32),
+        certificate_der: vec![0x30, 0x00],
+        chain_pem: String::new(),
+        created_at: truncate_ts(t0()),
+        crl_shard,
+    }
+}
+
+#[tokio::test]
+async fn the_revocation_migration_rolls_back_and_keeps_certificates() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let c = db.owner();
+        let acme = tenant(&db, "acme").await;
+        let ca = CaId(uuid::Uuid::from_u128(7));
+        certificates::insert(c, &certificate(acme, 3))
+            .await
+            .expect("certificate");
+        revocations::insert(
+            c,
+            &NewRevocation {
+                tenant_id: acme,
+                serial: "0a".to_owned(),
+                issuer_ca_id: ca,
+                ca_generation: 1,
+                crl_shard: 3,
+                reason: "keyCompromise".to_owned(),
+                reason_text: String::new(),
+                revoked_at: at(1),
+                revoked_by: "alice".to_owned(),
+                cert_not_after: at(86_400),
+            },
+        )
+        .await
+        .expect("revocation");
+        crls::next_number(c, acme, ca).await.expect("counter");
+        leases::try_acquire(c, "job", "a", t0(), chrono::Duration::seconds(5))
+            .await
+            .expect("lease");
+        assert!(has_index(&db, "idx_certificates_issuer").await, "{b:?}");
+        assert!(has_column(&db, "certificates", "crl_shard").await, "{b:?}");
+
+        Migrator::down(c, Some(1)).await.expect("down m0011");
+        assert_eq!(count_tables(&db, &REVOCATION_TABLES).await, 0, "{b:?}");
+        assert_eq!(table_count(&db).await, 16, "{b:?}: the rest stays");
+        assert!(
+            !has_column(&db, "certificates", "crl_shard").await,
+            "{b:?}: certificates.crl_shard dropped"
+        );
+        assert!(!has_index(&db, "idx_certificates_issuer").await, "{b:?}");
+
+        Migrator::up(c, None).await.expect("up m0011 again");
+        assert_eq!(table_count(&db).await, 20, "{b:?}");
+        assert!(has_index(&db, "idx_certificates_issuer").await, "{b:?}");
+        assert_eq!(
+            certificates::get(c, acme, "0a").await.expect("get"),
+            Some(certificate(acme, 0)),
+            "{b:?}: the certificate survives, in shard 0 like every older certificate"
+        );
+        assert_eq!(
+            revocations::get(c, acme, "0a").await.expect("get"),
+            None,
+            "{b:?}"
+        );
+        assert_eq!(
+            crls::next_number(c, acme, ca).await.expect("counter"),
+            1,
+            "{b:?}: counters start over with the table"
         );
     }
 }

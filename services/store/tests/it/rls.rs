@@ -3,8 +3,10 @@
 //! These run on PostgreSQL, the backend that has roles and policies; on SQLite the same calls
 //! must simply work (the tenant setting is a no-op there).
 
+use certmesh_store::crls::{self, CrlRecord};
+use certmesh_store::revocations::{self, NewRevocation};
 use certmesh_store::testing::{TestDb, each_backend, postgres};
-use certmesh_store::{APP_ROLE, Backend, TenantId, principals, set_tenant, tokens};
+use certmesh_store::{APP_ROLE, Backend, CaId, TenantId, principals, set_tenant, tokens};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 
 use crate::{t0, tenant};
@@ -18,7 +20,7 @@ async fn count<C: ConnectionTrait>(c: &C, sql: &str) -> i64 {
         .expect("a count")
 }
 
-/// Two tenants, each with a principal and a token.
+/// Two tenants, each with a principal and a token, a revocation, a CRL and a CRL counter.
 async fn seed(db: &TestDb) -> (TenantId, TenantId) {
     let acme = tenant(db, "acme").await;
     let globex = tenant(db, "globex").await;
@@ -26,12 +28,55 @@ async fn seed(db: &TestDb) -> (TenantId, TenantId) {
         db.store
             .in_tenant(t, async |tx| {
                 let p = principals::create(tx, t, name, "user", &["admin".into()], t0()).await?;
-                tokens::create(tx, t, p.id, "laptop", None, t0()).await
+                tokens::create(tx, t, p.id, "laptop", None, t0()).await?;
+                seed_revocation(tx, t).await
             })
             .await
             .expect("seed");
     }
     (acme, globex)
+}
+
+/// One row in each of the revocation tables (m0011) for `t`.
+async fn seed_revocation(
+    tx: &DatabaseTransaction,
+    t: TenantId,
+) -> Result<(), certmesh_store::StoreError> {
+    let ca = CaId(uuid::Uuid::from_u128(0xca));
+    revocations::insert(
+        tx,
+        &NewRevocation {
+            tenant_id: t,
+            serial: "0a".to_owned(),
+            issuer_ca_id: ca,
+            ca_generation: 1,
+            crl_shard: 0,
+            reason: "keyCompromise".to_owned(),
+            reason_text: String::new(),
+            revoked_at: t0(),
+            revoked_by: "alice".to_owned(),
+            cert_not_after: t0() + chrono::Duration::days(1),
+        },
+    )
+    .await?;
+    let number = crls::next_number(tx, t, ca).await?;
+    crls::upsert(
+        tx,
+        &CrlRecord {
+            tenant_id: t,
+            ca_id: ca,
+            generation: 1,
+            shard: 0,
+            number,
+            this_update: t0(),
+            next_update: t0() + chrono::Duration::hours(1),
+            der: vec![0x30, 0x00],
+            sha256: "00".repeat(32),
+            entries: 1,
+            created_at: t0(),
+        },
+    )
+    .await
 }
 
 async fn as_tenant(db: &TestDb, t: TenantId) -> DatabaseTransaction {
@@ -120,10 +165,13 @@ async fn with_no_tenant_set_the_app_role_sees_and_writes_nothing() {
     );
     drop(tx);
     // The rows are there: the owner (a superuser here) sees both tenants'.
-    assert_eq!(
-        count(db.owner(), "SELECT COUNT(*) FROM principals").await,
-        2
-    );
+    for table in ["principals", "revocations", "crls", "crl_counters"] {
+        assert_eq!(
+            count(db.owner(), &format!("SELECT COUNT(*) FROM {table}")).await,
+            2,
+            "{table}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -131,7 +179,15 @@ async fn a_tenant_sees_and_changes_only_its_own_rows() {
     let db = postgres().await;
     let (acme, globex) = seed(&db).await;
     let tx = as_tenant(&db, acme).await;
-    for table in ["principals", "api_tokens", "audit_heads", "audit_events"] {
+    for table in [
+        "principals",
+        "api_tokens",
+        "audit_heads",
+        "audit_events",
+        "revocations",
+        "crls",
+        "crl_counters",
+    ] {
         assert_eq!(
             count(
                 &tx,
@@ -145,8 +201,19 @@ async fn a_tenant_sees_and_changes_only_its_own_rows() {
             "{table}: another tenant's rows are visible"
         );
     }
-    assert_eq!(count(&tx, "SELECT COUNT(*) FROM principals").await, 1);
-    assert_eq!(count(&tx, "SELECT COUNT(*) FROM api_tokens").await, 1);
+    for table in [
+        "principals",
+        "api_tokens",
+        "revocations",
+        "crls",
+        "crl_counters",
+    ] {
+        assert_eq!(
+            count(&tx, &format!("SELECT COUNT(*) FROM {table}")).await,
+            1,
+            "{table}: the tenant's own row"
+        );
+    }
     // Even naming globex's rows outright changes nothing.
     let gone = tx
         .execute_raw(Statement::from_sql_and_values(
