@@ -19,7 +19,11 @@
 #[path = "../tests/it/support.rs"]
 mod support;
 
-use std::{env, fs, path::Path, process::Command};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use support::{DevServer, csr, output, pem_blocks, run, scratch, tool, unique, web_spec, write};
@@ -54,6 +58,13 @@ fn machine() -> String {
     format!("{cpus} CPU(s), {model}, Linux {kernel}")
 }
 
+/// The 1, 5 and 15 minute load averages: other work on the machine skews the figures.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Base64 percent-encoded for a URL path segment (RFC 6960 Appendix A.1).
 fn percent_encode_base64(der: &[u8]) -> String {
     B64.encode(der)
@@ -64,10 +75,10 @@ fn percent_encode_base64(der: &[u8]) -> String {
 
 /// What the bench needs from the running server: the request, its files and the URLs.
 struct Setup {
-    request: std::path::PathBuf,
-    issuing: std::path::PathBuf,
-    leaf: std::path::PathBuf,
-    root: std::path::PathBuf,
+    request: PathBuf,
+    issuing: PathBuf,
+    leaf: PathBuf,
+    root: PathBuf,
     post_url: String,
     get_url: String,
 }
@@ -262,6 +273,7 @@ fn main() {
         support::certmesh_bin().display()
     );
     println!("machine: {}", machine());
+    println!("load average at start: {}", load_average());
 
     let server = DevServer::start();
     let work = scratch();
