@@ -3,7 +3,7 @@
 
 use certmesh_crypto::cert::pem_bundle;
 use certmesh_kit::{
-    audit::{forbidden, record_refusal},
+    audit::{self, record_refusal},
     auth::AuthContext,
     rbac::Permission,
 };
@@ -23,11 +23,7 @@ impl Hierarchy {
         permission: Permission,
         action: &'static str,
     ) -> Result<Actor, Status> {
-        if let Err(status) = auth.require(permission) {
-            let e = forbidden(auth, action, permission, self.now());
-            record_refusal(&self.deps.store, auth.tenant_id, e).await;
-            return Err(status);
-        }
+        audit::require(&self.deps.store, auth, permission, action, self.now()).await?;
         Ok(Actor::of(auth))
     }
 

@@ -1,11 +1,7 @@
 //! The IAM role's gRPC handlers: authorize, validate, act in one transaction with its audit
 //! entry, answer.
 
-use certmesh_kit::{
-    audit::{entry, forbidden, record_refusal},
-    auth::AuthContext,
-    rbac::Permission,
-};
+use certmesh_kit::{audit::entry, auth::AuthContext, rbac::Permission};
 use certmesh_proto::iam::{
     self as pb, audit_service_server::AuditService, principal_service_server::PrincipalService,
     token_service_server::TokenService,
@@ -33,14 +29,14 @@ impl Iam {
         permission: Permission,
         action: &'static str,
     ) -> Result<(), Status> {
-        match auth.require(permission) {
-            Ok(()) => Ok(()),
-            Err(status) => {
-                let e = forbidden(auth, action, permission, self.deps.clock.now());
-                record_refusal(&self.deps.store, auth.tenant_id, e).await;
-                Err(status)
-            }
-        }
+        certmesh_kit::audit::require(
+            &self.deps.store,
+            auth,
+            permission,
+            action,
+            self.deps.clock.now(),
+        )
+        .await
     }
 
     /// The principal a request names: the caller when `name` is empty or the caller's own

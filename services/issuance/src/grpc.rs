@@ -102,10 +102,14 @@ impl Issuance {
         action: &'static str,
     ) -> Result<AuthContext, Status> {
         let auth = AuthContext::of(request)?;
-        if let Err(status) = auth.require(permission) {
-            self.record_forbidden(&auth, action, permission).await;
-            return Err(status);
-        }
+        certmesh_kit::audit::require(
+            &self.deps.store,
+            &auth,
+            permission,
+            action,
+            self.deps.clock.now(),
+        )
+        .await?;
         Ok(auth)
     }
 }

@@ -44,6 +44,28 @@ pub async fn record_refusal(store: &Store, tenant: TenantId, entry: AuditEntry) 
     }
 }
 
+/// `Ok` if the caller's roles grant `permission`; otherwise the refusal is recorded (as
+/// `action`, at `now`) and `PERMISSION_DENIED` / `PERMISSION_MISSING` returned. Every role's
+/// handlers authorize through this.
+pub async fn require(
+    store: &Store,
+    auth: &AuthContext,
+    permission: Permission,
+    action: &str,
+    now: DateTime<Utc>,
+) -> Result<(), tonic::Status> {
+    if let Err(status) = auth.require(permission) {
+        record_refusal(
+            store,
+            auth.tenant_id,
+            forbidden(auth, action, permission, now),
+        )
+        .await;
+        return Err(status);
+    }
+    Ok(())
+}
+
 /// The entry for a caller whose roles lack `permission`.
 pub fn forbidden(
     auth: &AuthContext,

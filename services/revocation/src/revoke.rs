@@ -162,8 +162,15 @@ pub fn cert_status(revocation: Option<&RevocationRecord>) -> CertStatus {
     }
 }
 
-/// Which generation (key) of its CA signed `cert`: the primary CA certificate whose
-/// subjectKeyIdentifier is the leaf's authorityKeyIdentifier. `None` when no generation
+/// The authorityKeyIdentifier of a stored leaf, if it has one.
+fn leaf_aki(cert_der: &[u8]) -> Result<Option<Vec<u8>>, RevocationError> {
+    let leaf = Certificate::from_der(cert_der.to_vec())
+        .map_err(|e| RevocationError::Corrupt(format!("stored certificate: {e}")))?;
+    Ok(leaf.authority_key_id().map(<[u8]>::to_vec))
+}
+
+/// Which generation (key) of its CA signed the leaf `cert_der`: the primary CA certificate
+/// whose subjectKeyIdentifier is the leaf's authorityKeyIdentifier. `None` when no generation
 /// matches (the leaf was not signed by this CA).
 pub(crate) async fn generation_of<C: ConnectionTrait>(
     c: &C,
@@ -171,11 +178,19 @@ pub(crate) async fn generation_of<C: ConnectionTrait>(
     ca: CaId,
     cert_der: &[u8],
 ) -> Result<Option<u32>, RevocationError> {
-    let leaf = Certificate::from_der(cert_der.to_vec())
-        .map_err(|e| RevocationError::Corrupt(format!("stored certificate: {e}")))?;
-    let Some(aki) = leaf.authority_key_id() else {
-        return Ok(None);
-    };
+    match leaf_aki(cert_der)? {
+        Some(aki) => generation_by_aki(c, tenant, ca, &aki).await,
+        None => Ok(None),
+    }
+}
+
+/// The generation of CA `ca` whose subjectKeyIdentifier is `aki`.
+async fn generation_by_aki<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    ca: CaId,
+    aki: &[u8],
+) -> Result<Option<u32>, RevocationError> {
     for row in ca_certificates::list(c, tenant, ca).await? {
         if row.relation != ca_certificates::RELATION_PRIMARY {
             continue;
@@ -563,25 +578,22 @@ async fn revoke_in<C: ConnectionTrait>(
             });
         }
     } else {
-        let key = (
-            cert.issuer_ca_id,
-            Certificate::from_der(cert.certificate_der.clone())
-                .ok()
-                .and_then(|c| c.authority_key_id().map(<[u8]>::to_vec))
-                .unwrap_or_default(),
-        );
+        let aki = leaf_aki(&cert.certificate_der)?;
+        let key = (cert.issuer_ca_id, aki.clone().unwrap_or_default());
         let generation = match generations.get(&key) {
             Some(g) => *g,
             None => {
-                let g = generation_of(tx, tenant, cert.issuer_ca_id, &cert.certificate_der)
-                    .await?
-                    .ok_or_else(|| RevocationError::ExternalCa {
-                        serial: serial.clone(),
-                        issuer: format!(
-                            "{} (no key of it signed this certificate)",
-                            cert.issuer_ca_id
-                        ),
-                    })?;
+                let found = match &aki {
+                    Some(aki) => generation_by_aki(tx, tenant, cert.issuer_ca_id, aki).await?,
+                    None => None,
+                };
+                let g = found.ok_or_else(|| RevocationError::ExternalCa {
+                    serial: serial.clone(),
+                    issuer: format!(
+                        "{} (no key of it signed this certificate)",
+                        cert.issuer_ca_id
+                    ),
+                })?;
                 generations.insert(key, g);
                 g
             }
