@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "certmesh/iam/v1/iam.proto",
     "certmesh/ca/v1/ca.proto",
     "certmesh/revocation/v1/revocation.proto",
+    "certmesh/fleet/v1/fleet.proto",
 ];
 
 fn main() -> io::Result<()> {

@@ -4,7 +4,8 @@
 //! Column types are chosen so the same statements work on both backends: `uuid` (PostgreSQL
 //! `uuid`, SQLite a 16-byte blob), `timestamptz` (SQLite RFC 3339 text), `bytea`/`blob`.
 //! Every table but two carries a `tenant_id` that references `tenants(id)`: the directory
-//! `tenants` itself and `leases` (m0011), the servers' named job locks. No key material is
+//! `tenants` itself, `leases` (m0011), the servers' named job locks, and `agent_identity_cas`
+//! (m0012), the CA of agents' client certificates. No key material is
 //! stored: CA rows hold a key reference string only. On PostgreSQL every tenant table is also
 //! walled by row-level security for the role servers run as ([`APP_ROLE`]; see m0009), listed
 //! in [`TENANT_TABLES`].
@@ -22,6 +23,7 @@ mod m0008_approvals;
 mod m0009_row_level_security;
 mod m0010_ca_hierarchy;
 mod m0011_revocation;
+mod m0012_fleet;
 
 pub use m0009_row_level_security::APP_ROLE;
 pub use sea_orm_migration::MigratorTrait;
@@ -44,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_row_level_security::Migration),
             Box::new(m0010_ca_hierarchy::Migration),
             Box::new(m0011_revocation::Migration),
+            Box::new(m0012_fleet::Migration),
         ]
     }
 }
@@ -53,8 +56,13 @@ impl MigratorTrait for Migrator {
 pub const TENANT_TABLES: &[&str] = &ALL_TENANT_TABLES;
 
 /// Each migration's walls in order: one [`concat`] per migration that adds tenant tables.
-const ALL_TENANT_TABLES: [&str; M0010_END + m0011_revocation::TENANT_TABLES.len()] =
-    concat(&UP_TO_M0010, m0011_revocation::TENANT_TABLES);
+const ALL_TENANT_TABLES: [&str; M0011_END + m0012_fleet::TENANT_TABLES.len()] =
+    concat(&UP_TO_M0011, m0012_fleet::TENANT_TABLES);
+
+const M0011_END: usize = M0010_END + m0011_revocation::TENANT_TABLES.len();
+
+/// The walls up to m0011.
+const UP_TO_M0011: [&str; M0011_END] = concat(&UP_TO_M0010, m0011_revocation::TENANT_TABLES);
 
 const M0010_END: usize =
     m0009_row_level_security::TENANT_TABLES.len() + m0010_ca_hierarchy::TENANT_TABLES.len();
@@ -127,10 +135,12 @@ mod tests {
             "revocations",
             "crls",
             "crl_counters",
+            "agents",
+            "fleet_jobs",
         ] {
             assert!(TENANT_TABLES.contains(&table), "{table}");
         }
-        for global in ["tenants", "leases"] {
+        for global in ["tenants", "leases", "agent_identity_cas"] {
             assert!(
                 !TENANT_TABLES.contains(&global),
                 "{global} has no tenant_id"

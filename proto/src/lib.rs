@@ -65,6 +65,12 @@ pub mod certmesh {
             include!(concat!(env!("OUT_DIR"), "/certmesh.issuance.v1.serde.rs"));
         }
     }
+    pub mod fleet {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/certmesh.fleet.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/certmesh.fleet.v1.serde.rs"));
+        }
+    }
     pub mod revocation {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/certmesh.revocation.v1.rs"));
@@ -74,8 +80,8 @@ pub mod certmesh {
 }
 
 pub use certmesh::{
-    ca::v1 as ca, common::v1 as common, iam::v1 as iam, issuance::v1 as issuance,
-    revocation::v1 as revocation,
+    ca::v1 as ca, common::v1 as common, fleet::v1 as fleet, iam::v1 as iam,
+    issuance::v1 as issuance, revocation::v1 as revocation,
 };
 
 #[cfg(test)]
@@ -102,7 +108,7 @@ mod tests {
             .expect("GetProfileVersion is annotated");
         assert_eq!(version.path, "/api/v1/profiles/{name}/versions/{version}");
         assert!(!version.body);
-        assert_eq!(ROUTES.len(), 35);
+        assert_eq!(ROUTES.len(), 47);
     }
 
     #[test]

@@ -243,6 +243,11 @@ impl Csr {
         &self.requested_ekus
     }
 
+    /// The requested key's DER SubjectPublicKeyInfo.
+    pub fn public_key_spki_der(&self) -> &[u8] {
+        self.subject_key().spki_der()
+    }
+
     pub(crate) fn subject_key(&self) -> &SubjectKey {
         &self.key
     }

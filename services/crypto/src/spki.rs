@@ -52,6 +52,11 @@ impl SubjectKey {
         Self::from_parsed(&spki)
     }
 
+    /// The DER SubjectPublicKeyInfo.
+    pub(crate) fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
     /// Algorithm and size.
     pub(crate) fn info(&self) -> KeyInfo {
         self.info

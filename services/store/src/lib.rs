@@ -4,7 +4,7 @@
 //! Repositories are modules of free functions ([`tenants`], [`tokens`], [`principals`],
 //! [`principal_keys`], [`cas`], [`ca_certificates`], [`ceremonies`], [`profiles`],
 //! [`certificates`], [`approvals`], [`idempotency`], [`outbox`], [`audit`], [`revocations`],
-//! [`crls`], [`leases`]) generic over [`sea_orm::ConnectionTrait`], so the same call runs on the
+//! [`crls`], [`leases`], [`fleet`]) generic over [`sea_orm::ConnectionTrait`], so the same call runs on the
 //! pool or inside a caller's transaction ([`Store::begin`]).
 //!
 //! Every call is tenant-scoped: it takes a [`TenantId`] and never sees another tenant's rows.
@@ -54,6 +54,7 @@ pub mod certificates;
 pub mod crls;
 mod entity;
 mod error;
+pub mod fleet;
 pub mod idempotency;
 pub mod leases;
 pub mod outbox;

@@ -61,6 +61,21 @@ pub struct LeafTemplate {
     pub crl_url: Option<String>,
 }
 
+/// What varies per client identity certificate ([`IssuingCa::sign_client_identity`]).
+#[derive(Clone, Debug)]
+pub struct IdentityTemplate {
+    /// Serial number (unique per CA).
+    pub serial: Serial,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// Subject commonName.
+    pub common_name: String,
+    /// The one subjectAltName, a uniformResourceIdentifier.
+    pub uri: String,
+}
+
 /// What varies per CA certificate.
 #[derive(Clone, Debug)]
 pub struct CaTemplate {
@@ -153,6 +168,33 @@ impl IssuingCa {
             check_uri(url)?;
             params.custom_extensions.push(ocsp_access(url));
         }
+        sign(|| params.signed_by(subject_key, &self.issuer))
+    }
+
+    /// Issues a client identity certificate (RFC 5280 §4.2.1.12 id-kp-clientAuth) for the
+    /// CSR's key. Names come from the template, never from the CSR: the subject is
+    /// `CN=<common_name>` and the only subjectAltName the URI (for example a SPIFFE id).
+    pub fn sign_client_identity(&self, csr: &Csr, t: &IdentityTemplate) -> Result<Certificate> {
+        let subject_key = csr.subject_key();
+        let mut params = base_params(&t.serial, t.not_before, t.not_after)?;
+        check_cn(&t.common_name)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, t.common_name.as_str());
+        check_uri(&t.uri)?;
+        let uri = t
+            .uri
+            .as_str()
+            .try_into()
+            .map_err(|_| CryptoError::InvalidUri {
+                uri: t.uri.clone(),
+                detail: "not IA5".to_owned(),
+            })?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = leaf_key_usages(subject_key);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_identifier_method = KeyIdMethod::PreSpecified(subject_key.key_id());
         sign(|| params.signed_by(subject_key, &self.issuer))
     }
 

@@ -22,7 +22,7 @@ mod cross;
 mod issue;
 
 pub use constraints::{BasicConstraintsInfo, NameConstraints};
-pub use issue::{CaTemplate, IssuingCa, LeafTemplate, self_signed_root};
+pub use issue::{CaTemplate, IdentityTemplate, IssuingCa, LeafTemplate, self_signed_root};
 pub(crate) use issue::{asn1_time, base_params, check_cn, sign, sign_with, signing};
 
 /// A parsed X.509 certificate: its DER plus a summary of what certmesh reads from it.
@@ -101,6 +101,11 @@ impl Certificate {
     /// Parses the first PEM `CERTIFICATE` block.
     pub fn from_pem(pem: &str) -> Result<Certificate> {
         Self::from_der(crate::pem::decode(pem, &["CERTIFICATE"])?)
+    }
+
+    /// The uniformResourceIdentifier subjectAltNames (e.g. SPIFFE ids).
+    pub fn uris(&self) -> impl Iterator<Item = &str> {
+        self.sans.iter().filter_map(|s| s.strip_prefix("uri:"))
     }
 
     /// The DER encoding.

@@ -7,6 +7,7 @@ mod cas;
 mod ceremonies;
 mod certificates;
 mod crls;
+mod fleet;
 mod idempotency;
 mod leases;
 mod migrations;
