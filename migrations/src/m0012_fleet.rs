@@ -13,7 +13,8 @@
 //! - `bindings`: what to issue and where to install it (`spec`, JSON), for one agent or a group.
 //!   Deleted bindings keep their row (`deleted_at`) so jobs and deployments keep their meaning.
 //! - `fleet_jobs`: work for one agent on one binding (`issue`, `renew`, `deploy`), with its
-//!   state, attempts and the time it may next be offered. `open_key` is `<binding>/<agent>` while
+//!   state, attempts, the time it may next be offered, and the certificate issued for its
+//!   current attempt (serial, SHA-256, notAfter and renewal time). `open_key` is `<binding>/<agent>` while
 //!   the job is open and NULL after: its unique index makes "at most one open job per binding
 //!   and agent" a rule of the database, on both backends.
 //! - `deployments`: per (binding, agent), the certificate installed, when it is renewed, and
@@ -117,6 +118,9 @@ enum FleetJobs {
     Outcome,
     Detail,
     Serial,
+    CertSha256,
+    CertNotAfter,
+    CertRenewAt,
     CreatedAt,
     UpdatedAt,
 }
@@ -249,6 +253,9 @@ fn jobs() -> TableCreateStatement {
         .col(text(T::Outcome))
         .col(text(T::Detail))
         .col(text(T::Serial))
+        .col(text(T::CertSha256))
+        .col(opt_ts(T::CertNotAfter))
+        .col(opt_ts(T::CertRenewAt))
         .col(ts(T::CreatedAt))
         .col(ts(T::UpdatedAt))
         .foreign_key(&mut tenant_fk(T::Table))

@@ -318,6 +318,8 @@ pub struct DevServer {
     pub api: Api,
     /// The PKI listener (CRLs, OCSP), `http://127.0.0.1:<port>`.
     pub pki: String,
+    /// The agent listener, `https://127.0.0.1:<port>`.
+    pub fleet: String,
 }
 
 impl DevServer {
@@ -330,6 +332,7 @@ impl DevServer {
         tool("curl");
         let port = free_port();
         let pki_port = free_port();
+        let fleet_port = free_port();
         let mut cmd = certmesh();
         cmd.args([
             "server",
@@ -338,6 +341,8 @@ impl DevServer {
             &format!("127.0.0.1:{port}"),
             "--pki-listen",
             &format!("127.0.0.1:{pki_port}"),
+            "--fleet-listen",
+            &format!("127.0.0.1:{fleet_port}"),
             "--data-dir",
         ])
         .arg(dir.path());
@@ -365,6 +370,7 @@ impl DevServer {
             process,
             api,
             pki: format!("http://127.0.0.1:{pki_port}"),
+            fleet: format!("https://127.0.0.1:{fleet_port}"),
         }
     }
 

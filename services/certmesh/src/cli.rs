@@ -98,7 +98,7 @@ pub struct ServerArgs {
     /// Listen address.
     #[arg(long, env = "CERTMESH_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Roles to run, comma-separated: issuance, iam, ca, revocation, gateway.
+    /// Roles to run, comma-separated: issuance, iam, ca, revocation, fleet, gateway.
     #[arg(long, env = "CERTMESH_SERVICES", value_delimiter = ',')]
     pub services: Vec<String>,
     /// Database URL: postgres://… or sqlite://path.
@@ -159,6 +159,31 @@ pub struct ServerArgs {
     /// Lifetime of the delegated OCSP responder certificates (renewed at half of it).
     #[arg(long, env = "CERTMESH_OCSP_RESPONDER_VALIDITY", default_value = "72h")]
     pub ocsp_responder_validity: String,
+    /// The fleet role's agent listener (TLS; agents enroll and hold their streams here).
+    #[arg(long, env = "CERTMESH_FLEET_LISTEN", default_value = "127.0.0.1:8444")]
+    pub fleet_listen: SocketAddr,
+    /// Where the fleet role reaches the issuance role when it is not in this process.
+    /// (--issuance-endpoint is used when this is unset.)
+    #[arg(long, env = "CERTMESH_FLEET_ISSUANCE_ENDPOINT")]
+    pub fleet_issuance_endpoint: Option<String>,
+    /// Where the gateway reaches the fleet role when it is not in this process.
+    #[arg(long, env = "CERTMESH_FLEET_ENDPOINT")]
+    pub fleet_endpoint: Option<String>,
+    /// Trust domain of agents' SPIFFE ids (spiffe://<domain>/tenant/<t>/agent/<id>).
+    #[arg(long, env = "CERTMESH_TRUST_DOMAIN", default_value = "certmesh.local")]
+    pub trust_domain: String,
+    /// Lifetime of an agent's client certificate (renewed over its stream after two thirds).
+    #[arg(long, env = "CERTMESH_AGENT_IDENTITY_VALIDITY", default_value = "24h")]
+    pub agent_identity_validity: String,
+    /// How often agents send heartbeats; two missed mark an agent unhealthy, six offline.
+    #[arg(long, env = "CERTMESH_AGENT_HEARTBEAT", default_value = "15s")]
+    pub agent_heartbeat: String,
+    /// Attempts per fleet job before it is dead.
+    #[arg(long, env = "CERTMESH_FLEET_MAX_ATTEMPTS", default_value_t = 3)]
+    pub fleet_max_attempts: u32,
+    /// Wait after a job's first failed attempt (doubled per attempt, at most 10 min).
+    #[arg(long, env = "CERTMESH_FLEET_RETRY_BASE", default_value = "10s")]
+    pub fleet_retry_base: String,
     /// Tenant whose built-in CA the issuance role bootstraps at start.
     #[arg(long, env = "CERTMESH_TENANT", default_value = "default")]
     pub tenant: String,

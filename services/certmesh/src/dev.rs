@@ -42,8 +42,8 @@ use tokio::net::TcpListener;
 use crate::{
     cli::ServerArgs,
     server::{
-        ca_backends, iam_backends, issuance_backends, leaf_pointers, rate_limit,
-        revocation_backends, store_ready,
+        ca_backends, fleet_backends, iam_backends, issuance_backends, issuance_channel,
+        leaf_pointers, rate_limit, revocation_backends, store_ready,
     },
 };
 
@@ -118,13 +118,25 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let tls = gateway_tls(&builtin, tenant, addr.ip(), clock.as_ref()).await?;
+    let (chain, key) = serving_identity(&builtin, tenant, addr.ip(), clock.as_ref()).await?;
+    let tls = server_config(chain.as_bytes(), key.as_bytes())?;
     let mut backends = issuance_backends(&store, builtin, clock.clone(), metrics.clone());
     backends.extend(iam_backends(&store, clock.clone()));
     backends.extend(ca_backends(&store, keys.clone(), clock.clone()));
     let (revocation, revocation_role) =
-        revocation_backends(args, &store, &database_url, keys, clock.clone())?;
+        revocation_backends(args, &store, &database_url, keys.clone(), clock.clone())?;
     backends.extend(revocation);
+    let issuance = issuance_channel(&backends, None, None)?;
+    let (fleet, fleet_role) = fleet_backends(
+        args,
+        &store,
+        keys,
+        clock.clone(),
+        issuance,
+        (chain.as_bytes(), key.as_bytes()),
+    )
+    .await?;
+    backends.extend(fleet);
     let state = GatewayState {
         backends,
         metrics,
@@ -133,8 +145,9 @@ pub async fn run(
         rate_limit: rate_limit(args)?,
     };
     let router = certmesh_gateway::router(state).await;
-    banner(addr, &paths, &revocation_role.pki_url());
+    banner(addr, &paths, &revocation_role.pki_url(), fleet_role.addr());
     serve(listener, router, Some(tls), shutdown_signal()).await?;
+    fleet_role.stop().await;
     revocation_role.stop().await;
     tracing::info!("certmesh stopped.");
     Ok(())
@@ -281,12 +294,14 @@ async fn approved(
 }
 
 /// A fresh key and a 30-day serverAuth certificate for the gateway, from the dev issuing CA.
-async fn gateway_tls(
+/// The dev serving certificate (chain PEM, key PEM) of the gateway and the agent listener,
+/// issued by the dev CA for localhost, the loopback addresses and `ip`.
+async fn serving_identity(
     builtin: &BuiltinCa,
     tenant: TenantId,
     ip: IpAddr,
     clock: &dyn certmesh_kit::Clock,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+) -> anyhow::Result<(String, zeroize::Zeroizing<String>)> {
     let mut ips = vec![
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -307,10 +322,10 @@ async fn gateway_tls(
         })
         .await?;
     let chain = format!("{}{}", issued.certificate.to_pem(), issued.chain_pem);
-    Ok(server_config(chain.as_bytes(), key_pem.as_bytes())?)
+    Ok((chain, key_pem))
 }
 
-fn banner(addr: std::net::SocketAddr, paths: &DevPaths, pki: &str) {
+fn banner(addr: std::net::SocketAddr, paths: &DevPaths, pki: &str, agents: std::net::SocketAddr) {
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -325,6 +340,7 @@ fn banner(addr: std::net::SocketAddr, paths: &DevPaths, pki: &str) {
     println!("  admin token {}", paths.token.display());
     println!("  CA bundle   {}", paths.bundle.display());
     println!("  PKI (CRLs, OCSP) {pki}/.well-known/pki/");
+    println!("  agents      https://{agents} (certmesh-agent enroll --server …)");
     println!("Try:");
     println!(
         "  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" {url}/api/v1/profiles",

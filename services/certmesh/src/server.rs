@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, fs, path::Path, sync::Arc};
 use anyhow::{Context, bail};
 use certmesh_ca::Hierarchy;
 use certmesh_crypto::keys::{Kek, KeyBackend, SealedFileBackend};
+use certmesh_fleet::{Fleet, IssuanceChannel, identity::IdentityCa, listener::AgentListener};
 use certmesh_gateway::{Backend, GatewayState};
 use certmesh_iam::Iam;
 use certmesh_issuance::{BuiltinCa, Deps, Issuance};
@@ -19,6 +20,7 @@ use certmesh_kit::{
     tls::server_config,
 };
 use certmesh_proto::ca::ca_service_server::CaServiceServer;
+use certmesh_proto::fleet::fleet_service_server::FleetServiceServer;
 use certmesh_proto::iam::{
     audit_service_server::AuditServiceServer, principal_service_server::PrincipalServiceServer,
     token_service_server::TokenServiceServer,
@@ -41,7 +43,7 @@ use tower::Layer;
 use crate::{cli::ServerArgs, dev};
 
 /// Roles this build can run.
-const ROLES: &[&str] = &["issuance", "iam", "ca", "revocation", "gateway"];
+const ROLES: &[&str] = &["issuance", "iam", "ca", "revocation", "fleet", "gateway"];
 /// gRPC services of the issuance role.
 const ISSUANCE_SERVICES: [&str; 3] = [
     IssuanceServiceServer::<Issuance>::NAME,
@@ -59,6 +61,8 @@ const IAM_SERVICES: [&str; 3] = [
 const CA_SERVICE: &str = CaServiceServer::<Hierarchy>::NAME;
 /// gRPC service of the revocation role.
 const REVOCATION_SERVICE: &str = RevocationServiceServer::<Revocations>::NAME;
+/// The operators' gRPC service of the fleet role (agents use the fleet's own listener).
+const FLEET_SERVICE: &str = FleetServiceServer::<Fleet>::NAME;
 
 fn duration_flag(flag: &str, text: &str) -> anyhow::Result<chrono::Duration> {
     certmesh_kit::duration::parse(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
@@ -176,6 +180,119 @@ pub fn revocation_backends(
             publisher: task,
         },
     ))
+}
+
+/// The fleet role's settings from flags.
+pub fn fleet_config(args: &ServerArgs) -> anyhow::Result<certmesh_fleet::Config> {
+    let mut config = certmesh_fleet::Config::new();
+    let domain = args.trust_domain.trim();
+    if domain.is_empty()
+        || !domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+    {
+        bail!("--trust-domain must be a lower-case DNS-like name, e.g. certmesh.local");
+    }
+    config.trust_domain = domain.to_owned();
+    config.identity_validity =
+        duration_flag("--agent-identity-validity", &args.agent_identity_validity)?;
+    config.heartbeat = duration_flag("--agent-heartbeat", &args.agent_heartbeat)?;
+    config.retry_base = duration_flag("--fleet-retry-base", &args.fleet_retry_base)?;
+    if config.identity_validity < chrono::Duration::minutes(5) {
+        bail!("--agent-identity-validity must be at least 5m");
+    }
+    if config.heartbeat < chrono::Duration::seconds(1)
+        || config.heartbeat > chrono::Duration::minutes(10)
+    {
+        bail!("--agent-heartbeat must be between 1s and 10m");
+    }
+    if args.fleet_max_attempts == 0 || args.fleet_max_attempts > 100 {
+        bail!("--fleet-max-attempts must be between 1 and 100");
+    }
+    config.max_attempts = args.fleet_max_attempts;
+    Ok(config)
+}
+
+/// The fleet role running in this process: its agent listener and its periodic work.
+#[derive(Debug)]
+pub struct FleetRole {
+    listener: AgentListener,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FleetRole {
+    /// The agent listener's bound address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.listener.addr
+    }
+
+    /// Stops the periodic work (releasing its lease) and the agent listener.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.listener.stop().await;
+    }
+}
+
+/// Starts the fleet role: the agent-identity CA (made on first start), the agent listener on
+/// `args.fleet_listen` serving `tls_chain`/`tls_key`, the periodic work, and the operators'
+/// service (authenticated) as a gateway backend. It issues through `issuance`.
+pub async fn fleet_backends(
+    args: &ServerArgs,
+    store: &Store,
+    keys: Arc<dyn KeyBackend>,
+    clock: SharedClock,
+    issuance: IssuanceChannel,
+    tls: (&[u8], &[u8]),
+) -> anyhow::Result<(BTreeMap<String, Backend>, FleetRole)> {
+    let config = fleet_config(args)?;
+    let identity = IdentityCa::ensure(store, &keys, &config.trust_domain, clock.now())
+        .await
+        .context("loading the agent identity CA")?;
+    let fleet = Fleet::new(certmesh_fleet::Deps {
+        store: store.clone(),
+        clock: clock.clone(),
+        identity: Arc::new(identity),
+        issuance,
+        config,
+    });
+    let listener = certmesh_fleet::listener::start(args.fleet_listen, fleet.clone(), tls.0, tls.1)
+        .await
+        .context("starting the agent listener")?;
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(fleet.clone().run(shutdown_rx));
+    let auth = AuthLayer::new(TokenVerifier::new(store.clone(), clock));
+    let service = certmesh_fleet::fleet_service(fleet);
+    Ok((
+        BTreeMap::from([(
+            FLEET_SERVICE.to_string(),
+            Backend::local(auth.layer(service)),
+        )]),
+        FleetRole {
+            listener,
+            shutdown,
+            task,
+        },
+    ))
+}
+
+/// The issuance role as the fleet role calls it: the backend in `backends` when the role runs
+/// here, else a channel to `endpoint`.
+pub fn issuance_channel(
+    backends: &BTreeMap<String, Backend>,
+    endpoint: Option<&str>,
+    bundle: Option<&[u8]>,
+) -> anyhow::Result<IssuanceChannel> {
+    let name = IssuanceServiceServer::<Issuance>::NAME;
+    let backend = match (backends.get(name), endpoint) {
+        (Some(local), _) => local.clone(),
+        (None, Some(url)) => Backend::remote(certmesh_kit::grpc::lazy_channel(url, bundle)?),
+        (None, None) => bail!(
+            "the fleet role needs the issuance role in this process or --fleet-issuance-endpoint / --issuance-endpoint"
+        ),
+    };
+    Ok(tower::util::BoxCloneSyncService::new(backend))
 }
 
 /// The ca role's gRPC service, authenticated, as a gateway backend.
@@ -315,28 +432,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let has = |r: &str| args.services.iter().any(|s| s == r);
     if args.services.is_empty() {
         bail!(
-            "name the roles to run with --services (issuance, iam, ca, revocation, gateway), or use --dev"
+            "name the roles to run with --services (issuance, iam, ca, revocation, fleet, gateway), or use --dev"
         );
     }
-    let tls = match (&args.tls_cert, &args.tls_key, args.dangerous_plaintext) {
-        (Some(cert), Some(key), false) => Some(server_config(
-            &read(cert, "--tls-cert")?,
-            &read(key, "--tls-key")?,
-        )?),
-        (None, None, true) => {
+    let tls_pem = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((read(cert, "--tls-cert")?, read(key, "--tls-key")?)),
+        _ => None,
+    };
+    let tls = match (&tls_pem, args.dangerous_plaintext) {
+        (Some((cert, key)), false) => Some(server_config(cert, key)?),
+        (None, true) if args.tls_cert.is_none() && args.tls_key.is_none() => {
             tracing::warn!("Serving cleartext HTTP/2: --dangerous-plaintext is set.");
             None
         }
-        (_, _, true) => bail!("--dangerous-plaintext and --tls-cert/--tls-key exclude each other"),
+        (_, true) => bail!("--dangerous-plaintext and --tls-cert/--tls-key exclude each other"),
         _ => bail!("set --tls-cert and --tls-key (or --dangerous-plaintext for a loopback hop)"),
     };
 
     let mut backends = BTreeMap::new();
-    let store = if has("issuance") || has("iam") || has("ca") || has("revocation") {
-        let url = args
-            .database_url
-            .as_deref()
-            .context("--database-url is required for the issuance, iam, ca and revocation roles")?;
+    let store = if has("issuance") || has("iam") || has("ca") || has("revocation") || has("fleet") {
+        let url = args.database_url.as_deref().context(
+            "--database-url is required for the issuance, iam, ca, revocation and fleet roles",
+        )?;
         let s = Store::connect(url)
             .await
             .context("connecting to the database")?;
@@ -357,7 +474,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|p| read(p, "--ca-bundle"))
         .transpose()?;
-    let keys = if has("issuance") || has("ca") || has("revocation") {
+    let keys = if has("issuance") || has("ca") || has("revocation") || has("fleet") {
         Some(key_backend(&args)?)
     } else {
         None
@@ -420,6 +537,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ),
         }
     }
+    let mut fleet_role = None;
+    if let (true, Some(s), Some(keys)) = (has("fleet"), &store, &keys) {
+        let Some((chain, key)) = &tls_pem else {
+            bail!("the fleet role's agent listener needs --tls-cert and --tls-key");
+        };
+        let endpoint = args
+            .fleet_issuance_endpoint
+            .as_deref()
+            .or(args.issuance_endpoint.as_deref());
+        let issuance = issuance_channel(&backends, endpoint, bundle.as_deref())?;
+        let (b, role) = fleet_backends(
+            &args,
+            s,
+            keys.clone(),
+            clock.clone(),
+            issuance,
+            (chain, key),
+        )
+        .await?;
+        backends.extend(b);
+        fleet_role = Some(role);
+    } else if has("gateway") {
+        match args.fleet_endpoint.as_deref() {
+            Some(url) => {
+                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                backends.insert(FLEET_SERVICE.to_string(), Backend::remote(channel));
+            }
+            None => {
+                tracing::warn!("No fleet role here and no --fleet-endpoint: the fleet API is off.")
+            }
+        }
+    }
     if let (true, Some(s)) = (has("iam"), &store) {
         backends.extend(iam_backends(s, clock.clone()));
     } else if has("gateway") {
@@ -448,6 +597,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, roles = %args.services.join(","), tls = tls.is_some(), "certmesh listening.");
     serve(listener, router, tls, shutdown_signal()).await?;
+    if let Some(role) = fleet_role {
+        role.stop().await;
+    }
     if let Some(role) = revocation_role {
         role.stop().await;
     }

@@ -22,7 +22,7 @@ use certmesh_kit::{
     metrics::{Metrics, RequestLabels},
     reason::status,
 };
-use certmesh_proto::{HttpRoute, ROUTES, ca, iam, issuance as pb, revocation};
+use certmesh_proto::{HttpRoute, ROUTES, ca, fleet, iam, issuance as pb, revocation};
 use futures::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
@@ -157,6 +157,42 @@ fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
         }
         ("certmesh.revocation.v1.RevocationService", "GetStatus") => {
             t::<revocation::GetStatusRequest, revocation::CertificateStatus>()
+        }
+        ("certmesh.fleet.v1.FleetService", "CreateBootstrapToken") => {
+            t::<fleet::CreateBootstrapTokenRequest, fleet::CreateBootstrapTokenResponse>()
+        }
+        ("certmesh.fleet.v1.FleetService", "ListBootstrapTokens") => {
+            t::<fleet::ListBootstrapTokensRequest, fleet::ListBootstrapTokensResponse>()
+        }
+        ("certmesh.fleet.v1.FleetService", "ListAgents") => {
+            t::<fleet::ListAgentsRequest, fleet::ListAgentsResponse>()
+        }
+        ("certmesh.fleet.v1.FleetService", "GetAgent") => {
+            t::<fleet::GetAgentRequest, fleet::Agent>()
+        }
+        ("certmesh.fleet.v1.FleetService", "RetireAgent") => {
+            t::<fleet::RetireAgentRequest, fleet::Agent>()
+        }
+        ("certmesh.fleet.v1.FleetService", "CreateBinding") => {
+            t::<fleet::CreateBindingRequest, fleet::Binding>()
+        }
+        ("certmesh.fleet.v1.FleetService", "ListBindings") => {
+            t::<fleet::ListBindingsRequest, fleet::ListBindingsResponse>()
+        }
+        ("certmesh.fleet.v1.FleetService", "DeleteBinding") => {
+            t::<fleet::DeleteBindingRequest, fleet::DeleteBindingResponse>()
+        }
+        ("certmesh.fleet.v1.FleetService", "ListJobs") => {
+            t::<fleet::ListJobsRequest, fleet::ListJobsResponse>()
+        }
+        ("certmesh.fleet.v1.FleetService", "GetJob") => {
+            t::<fleet::GetJobRequest, fleet::FleetJob>()
+        }
+        ("certmesh.fleet.v1.FleetService", "ListDeployments") => {
+            t::<fleet::ListDeploymentsRequest, fleet::ListDeploymentsResponse>()
+        }
+        ("certmesh.fleet.v1.FleetService", "RenewNow") => {
+            t::<fleet::RenewNowRequest, fleet::RenewNowResponse>()
         }
         _ => return None,
     })

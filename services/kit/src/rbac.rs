@@ -21,6 +21,8 @@ pub enum Role {
     Auditor,
     /// Read-only inventory.
     Viewer,
+    /// An enrolled agent, acting through the fleet role: issue for its own bindings only.
+    Agent,
 }
 
 /// One thing a principal may do.
@@ -39,6 +41,8 @@ pub enum Permission {
     AuditRead,
     PrincipalsRead,
     PrincipalsWrite,
+    FleetRead,
+    FleetManage,
 }
 
 impl Permission {
@@ -57,6 +61,8 @@ impl Permission {
         Permission::AuditRead,
         Permission::PrincipalsRead,
         Permission::PrincipalsWrite,
+        Permission::FleetRead,
+        Permission::FleetManage,
     ];
 
     /// The wire and documentation name, `resource:verb`.
@@ -75,6 +81,8 @@ impl Permission {
             Permission::AuditRead => "audit:read",
             Permission::PrincipalsRead => "principals:read",
             Permission::PrincipalsWrite => "principals:write",
+            Permission::FleetRead => "fleet:read",
+            Permission::FleetManage => "fleet:manage",
         }
     }
 }
@@ -94,6 +102,7 @@ impl Role {
         Role::Custodian,
         Role::Auditor,
         Role::Viewer,
+        Role::Agent,
     ];
 
     /// The wire and documentation name.
@@ -105,6 +114,7 @@ impl Role {
             Role::Custodian => "custodian",
             Role::Auditor => "auditor",
             Role::Viewer => "viewer",
+            Role::Agent => "agent",
         }
     }
 
@@ -123,6 +133,8 @@ impl Role {
                     | P::ApprovalsRead
                     | P::CasRead
                     | P::CasManage
+                    | P::FleetRead
+                    | P::FleetManage
             ),
             Role::RaOfficer => matches!(
                 p,
@@ -141,8 +153,13 @@ impl Role {
                     | P::ApprovalsRead
                     | P::CasRead
                     | P::PrincipalsRead
+                    | P::FleetRead
             ),
-            Role::Viewer => matches!(p, P::CertsRead | P::ProfilesRead | P::CasRead),
+            Role::Viewer => matches!(
+                p,
+                P::CertsRead | P::ProfilesRead | P::CasRead | P::FleetRead
+            ),
+            Role::Agent => matches!(p, P::CertsIssue),
         }
     }
 }
@@ -155,7 +172,9 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of [`Role::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}; roles are admin, operator, ra-officer, custodian, auditor, viewer")]
+#[error(
+    "unknown role {0:?}; roles are admin, operator, ra-officer, custodian, auditor, viewer, agent"
+)]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {

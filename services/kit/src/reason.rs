@@ -85,6 +85,14 @@ reasons! {
     ExternalCa => "EXTERNAL_CA", "The certificate was issued by a CA certmesh does not run; revoke it at that CA.";
     CertificateNotOnHold => "CERTIFICATE_NOT_ON_HOLD", "removeFromCRL lifts a certificateHold; the certificate is not on hold.";
     BulkFilterEmpty => "BULK_FILTER_EMPTY", "A bulk revocation names no CA and no profile; it would match every certificate.";
+    BootstrapTokenInvalid => "BOOTSTRAP_TOKEN_INVALID", "The bootstrap token is unknown, expired or already used; ask an operator for a new one.";
+    AgentIdentityInvalid => "AGENT_IDENTITY_INVALID", "The agent stream has no client certificate, or one certmesh did not issue to a current agent.";
+    AgentRetired => "AGENT_RETIRED", "The agent was retired; its certificate no longer opens a stream.";
+    AgentNotFound => "AGENT_NOT_FOUND", "No agent has that id in this tenant.";
+    BindingInvalid => "BINDING_INVALID", "A deployment binding names no target, both an agent and a group, a relative path or a bad key type.";
+    BindingExists => "BINDING_EXISTS", "The tenant already has a binding with that name.";
+    BindingNotFound => "BINDING_NOT_FOUND", "No live binding has that id in this tenant.";
+    JobNotFound => "JOB_NOT_FOUND", "No job has that id in this tenant.";
     BackendUnavailable => "BACKEND_UNAVAILABLE", "The gateway could not reach the role that serves the request.";
     Internal => "INTERNAL", "An internal error; details are in the server log under the request's trace id.";
 }

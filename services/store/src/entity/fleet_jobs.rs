@@ -19,6 +19,9 @@ pub struct Model {
     pub outcome: String,
     pub detail: String,
     pub serial: String,
+    pub cert_sha256: String,
+    pub cert_not_after: Option<DateTimeUtc>,
+    pub cert_renew_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -365,7 +365,7 @@ pub async fn rotate_identity<C: ConnectionTrait>(
     let done = a::Entity::update_many()
         .col_expr(
             a::Column::PreviousIdentitySerial,
-            Expr::col(a::Column::IdentitySerial).into(),
+            Expr::col(a::Column::IdentitySerial),
         )
         .col_expr(a::Column::IdentitySerial, Expr::value(serial))
         .col_expr(

@@ -158,8 +158,12 @@ pub struct JobRecord {
     pub not_before: DateTime<Utc>,
     pub outcome: String,
     pub detail: String,
-    /// The certificate issued for the current attempt, hex.
+    /// The certificate issued for the current attempt: serial (hex), SHA-256 (hex), notAfter
+    /// and the time to renew it.
     pub serial: String,
+    pub cert_sha256: String,
+    pub cert_not_after: Option<DateTime<Utc>>,
+    pub cert_renew_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -179,6 +183,9 @@ impl From<j::Model> for JobRecord {
             outcome: m.outcome,
             detail: m.detail,
             serial: m.serial,
+            cert_sha256: m.cert_sha256,
+            cert_not_after: m.cert_not_after,
+            cert_renew_at: m.cert_renew_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -215,6 +222,9 @@ pub async fn insert_job<C: ConnectionTrait>(
         outcome: String::new(),
         detail: String::new(),
         serial: String::new(),
+        cert_sha256: String::new(),
+        cert_not_after: None,
+        cert_renew_at: None,
         created_at: now,
         updated_at: now,
     };
@@ -313,22 +323,41 @@ pub async fn open_job_targets<C: ConnectionTrait>(
         .await?)
 }
 
-/// Moves an open job to `to` (an open state), recording `serial` when given. Returns false,
-/// changing nothing, if the job is not open or not in one of `from`.
+/// The certificate issued for a job's attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedCert {
+    pub serial: String,
+    pub sha256: String,
+    pub not_after: DateTime<Utc>,
+    pub renew_at: DateTime<Utc>,
+}
+
+/// Moves an open job to `to` (an open state), recording the certificate issued when given.
+/// Returns false, changing nothing, if the job is not open or not in one of `from`.
 pub async fn advance_job<C: ConnectionTrait>(
     c: &C,
     tenant: TenantId,
     id: uuid::Uuid,
     from: &[&str],
     to: &str,
-    serial: Option<&str>,
+    issued: Option<&IssuedCert>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let mut q = j::Entity::update_many()
         .col_expr(j::Column::State, Expr::value(to))
         .col_expr(j::Column::UpdatedAt, Expr::value(truncate_ts(now)));
-    if let Some(serial) = serial {
-        q = q.col_expr(j::Column::Serial, Expr::value(serial));
+    if let Some(cert) = issued {
+        q = q
+            .col_expr(j::Column::Serial, Expr::value(cert.serial.as_str()))
+            .col_expr(j::Column::CertSha256, Expr::value(cert.sha256.as_str()))
+            .col_expr(
+                j::Column::CertNotAfter,
+                Expr::value(truncate_ts(cert.not_after)),
+            )
+            .col_expr(
+                j::Column::CertRenewAt,
+                Expr::value(truncate_ts(cert.renew_at)),
+            );
     }
     let done = q
         .filter(j::Column::TenantId.eq(tenant.0))

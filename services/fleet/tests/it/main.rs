@@ -1,0 +1,1 @@
+//! The fleet role against a real store.
