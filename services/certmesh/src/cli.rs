@@ -1,6 +1,7 @@
 //! Command-line surface of the `certmesh` binary. Every flag has a `CERTMESH_*` variable.
 
 mod ca;
+mod fleet;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -8,6 +9,9 @@ use certmesh_kit::Secret;
 use clap::{Args, Parser, Subcommand};
 
 pub use self::ca::{CaCommand, CaParamsArgs, CeremonyCommand, CeremonyPurpose, CeremonyStartArgs};
+pub use self::fleet::{
+    AgentCommand, BindingArgs, BindingCommand, FleetCommand, FleetTokenCommand, JobCommand,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +88,14 @@ pub enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: CaCommand,
+    },
+    /// Agents and what they deploy: bootstrap tokens, agents, bindings, jobs, deployments,
+    /// renew-now, through the gateway.
+    Fleet {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: FleetCommand,
     },
 }
 

@@ -2,6 +2,7 @@
 //! same shape as the REST API) and errors as `CODE (REASON): message`.
 
 mod ca;
+mod fleet;
 
 use std::fs;
 
@@ -20,6 +21,7 @@ use serde::Serialize;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
 pub use self::ca::{ca, ceremony};
+pub use self::fleet::fleet;
 use crate::cli::{
     ApprovalCommand, CertCommand, ClientArgs, PrincipalCommand, ProfileCommand, TokenCommand,
 };

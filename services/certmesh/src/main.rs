@@ -1,6 +1,6 @@
 //! The `certmesh` binary: server roles (`server`), schema and token administration (`migrate`,
 //! `token`), and the operator CLI (`cert`, `profile`, `approval`, `principal`, `ceremony`,
-//! `ca`), a gRPC client of the gateway.
+//! `ca`, `fleet`), a gRPC client of the gateway.
 
 mod admin;
 mod cli;
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             Command::Approval { client, command } => client::approval(&client, command).await,
             Command::Ceremony { client, command } => client::ceremony(&client, command).await,
             Command::Ca { client, command } => client::ca(&client, command).await,
+            Command::Fleet { client, command } => client::fleet(&client, command).await,
         }
     });
     match result {

@@ -422,6 +422,9 @@ impl Fleet {
         let now = self.now();
         let tx = self.store().begin_tenant(auth.tenant_id).await?;
         let deployments = fleet::renew_now(&tx, auth.tenant_id, &serial, now).await?;
+        if deployments.is_empty() {
+            return Err(FleetError::NotDeployed(serial));
+        }
         let mut jobs = 0u32;
         for d in &deployments {
             if fleet::insert_job(

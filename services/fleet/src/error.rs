@@ -38,6 +38,9 @@ pub enum FleetError {
     /// No such live binding.
     #[error("binding {0} not found")]
     BindingNotFound(String),
+    /// No deployment of that certificate in this tenant.
+    #[error("certificate {0} is not deployed by any agent of this tenant")]
+    NotDeployed(String),
     /// No such job.
     #[error("job {0} not found")]
     JobNotFound(String),
@@ -67,6 +70,7 @@ impl FleetError {
             Self::BindingExists(_) => (Code::AlreadyExists, Reason::BindingExists),
             Self::BindingNotFound(_) => (Code::NotFound, Reason::BindingNotFound),
             Self::JobNotFound(_) => (Code::NotFound, Reason::JobNotFound),
+            Self::NotDeployed(_) => (Code::NotFound, Reason::CertificateNotFound),
             Self::Store(StoreError::Invalid { .. }) => {
                 (Code::InvalidArgument, Reason::RequestInvalid)
             }

@@ -467,12 +467,17 @@ impl Fleet {
             .filter(|c| !c.is_control() || *c == '\n')
             .take(2048)
             .collect();
-        let served: String = r
+        let mut served: String = r
             .served_sha256
             .chars()
             .filter(char::is_ascii_hexdigit)
             .take(64)
-            .collect();
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if served.is_empty() && outcome == "verified" {
+            // Verified means the endpoint served exactly the certificate of this attempt.
+            served = job.cert_sha256.clone();
+        }
         let now = self.now();
         let installed = SUCCESS.contains(&outcome) || outcome == "unreachable";
         if installed && !job.serial.is_empty() {
