@@ -8,9 +8,10 @@ export CERTMESH_TEST_DATABASE_URL
 VENV ?= $(HOME)/.cache/certmesh/venv-$(shell sha256sum e2e/requirements.txt | cut -c1-12)
 export CERTMESH_PKILINT := $(VENV)/bin/lint_pkix_cert
 export CERTMESH_BIN := $(CARGO_TARGET_DIR)/debug/certmesh
+export CERTMESH_AGENT_BIN := $(CARGO_TARGET_DIR)/debug/certmesh-agent
 ARGS ?=
 
-.PHONY: help run build test tools lint fmt clippy deny bench
+.PHONY: help run build test tools nginx lint fmt clippy deny bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -21,15 +22,22 @@ run: ## build and start `certmesh server --dev` (SQLite under ./.certmesh)
 build: ## build every crate and the certmesh binary
 	cargo build --workspace --all-targets
 
-tools: $(VENV)/.ok ## install the Python verifiers (pkilint) into a venv
+tools: $(VENV)/.ok nginx ## install the Python verifiers (pkilint) into a venv, and nginx
+
+# The agent's end-to-end test deploys to a real nginx (Debian package).
+nginx:
+	@command -v nginx >/dev/null || { \
+		echo "installing nginx (the agent e2e deploy target) from Debian"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq nginx; }
 
 $(VENV)/.ok: e2e/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
 	touch $@
 
-test: tools ## run every test: unit, store (SQLite + PostgreSQL), e2e with openssl and pkilint
-	cargo build -p certmesh
+test: tools ## run every test: unit, store (SQLite + PostgreSQL), e2e with openssl, pkilint and nginx
+	cargo build -p certmesh -p certmesh-agent
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
 	else \

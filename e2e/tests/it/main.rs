@@ -8,6 +8,7 @@ mod bad_input;
 mod boundary;
 mod ca_tree;
 mod dev_mode;
+mod fleet;
 mod listener;
 mod rbac;
 mod revocation;

@@ -258,6 +258,18 @@ impl Process {
         }
     }
 
+    /// The exit status once the process has exited, `Err` while it runs.
+    pub fn try_exit(&mut self) -> Result<std::process::ExitStatus, String> {
+        let Some(child) = self.child.as_mut() else {
+            return Err(format!("{} was stopped", self.name));
+        };
+        match child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err(format!("{} is still running", self.name)),
+            Err(e) => Err(format!("waiting on {}: {e}", self.name)),
+        }
+    }
+
     /// Wait until `probe` succeeds, failing at once (with the log) if the process dies.
     pub fn wait_until(&mut self, what: &str, probe: impl Fn() -> Result<(), String>) {
         let name = self.name.clone();

@@ -63,6 +63,18 @@ const COVERED: &[&str] = &[
     "Revoke",
     "BulkRevoke",
     "GetStatus",
+    "CreateBootstrapToken",
+    "ListBootstrapTokens",
+    "ListAgents",
+    "GetAgent",
+    "RetireAgent",
+    "CreateBinding",
+    "ListBindings",
+    "DeleteBinding",
+    "ListJobs",
+    "GetJob",
+    "ListDeployments",
+    "RenewNow",
 ];
 
 const ADD_A_CASE: &str = "every REST route needs a tenancy case: in e2e/tests/it/tenancy.rs, \
@@ -105,9 +117,10 @@ fn a_tenant_never_sees_lists_changes_or_decides_another_tenants_resources() {
     issuance_refuses_globex_on_acme(&world.gina, &acme);
     iam_refuses_globex_on_acme(&world.gina, &acme, &world.public_key());
     ca_refuses_globex_on_acme(&world.gina, &acme);
+    let acme_agent = fleet_refuses_globex_on_acme(&world, &acme);
     let globex = seed_globex(&world, &acme);
     globex_lists_only_its_own(&world.gina, &acme, &globex);
-    acme_keeps_its_resources(&world, &acme, &globex);
+    acme_keeps_its_resources(&world, &acme, &globex, &acme_agent);
     acme_still_owns_its_token_and_approval(&world, &acme);
     audit_trails_stay_apart(&world, &acme, &globex);
 
@@ -129,6 +142,9 @@ struct World {
     // Fields drop in order: the server stops before its directory and database go.
     _server: Process,
     dir: TempDir,
+    /// The agent listener, and the CA bundle that signs its certificate.
+    fleet: String,
+    ca: PathBuf,
     _db: PgDatabase,
     acme_id: String,
     globex_id: String,
@@ -155,7 +171,7 @@ impl World {
         let tls = [chain, key];
         // The server bootstraps acme's built-in CA at start; globex gets its own on its first
         // issuance.
-        let (server, base) = serve(&db.url, dir.path(), "acme", &kek, &tls, &ca);
+        let (server, base, fleet) = serve(&db.url, dir.path(), "acme", &kek, &tls, &ca);
         let api = |who: &str, token: &str| Api {
             base: base.clone(),
             ca: ca.clone(),
@@ -169,6 +185,8 @@ impl World {
             gina: Caller::new("globex/gina", api("gina", &gina)),
             _server: server,
             dir,
+            fleet,
+            ca: ca.clone(),
             _db: db,
             acme_id,
             globex_id,
@@ -245,16 +263,19 @@ fn serve(
     kek: &Path,
     [chain, key]: &[PathBuf; 2],
     ca: &Path,
-) -> (Process, String) {
+) -> (Process, String, String) {
     let port = free_port();
+    let fleet_port = free_port();
     let mut cmd = certmesh();
     cmd.args([
         "server",
         "--services",
-        "issuance,iam,ca,revocation,gateway",
+        "issuance,iam,ca,revocation,fleet,gateway",
         "--listen",
     ])
     .arg(format!("127.0.0.1:{port}"))
+    .arg("--fleet-listen")
+    .arg(format!("127.0.0.1:{fleet_port}"))
     .arg("--pki-listen")
     .arg(format!("127.0.0.1:{}", free_port()))
     .args(["--database-url", url, "--tenant", tenant, "--key-dir"])
@@ -268,7 +289,7 @@ fn serve(
     let mut process = Process::spawn(&format!("certmesh-{tenant}"), cmd, dir);
     let base = format!("https://127.0.0.1:{port}");
     process.wait_until("/healthz over TLS", || health(&base, ca));
-    (process, base)
+    (process, base, format!("https://127.0.0.1:{fleet_port}"))
 }
 
 /// One principal calling REST routes by RPC name. Each call is checked against its route in
@@ -740,6 +761,154 @@ fn ca_refuses_globex_on_acme(gina: &Caller, acme: &AcmeSeed) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The fleet
+// ---------------------------------------------------------------------------------------------
+
+/// Acme's fleet: a bootstrap token, an agent enrolled with it (over the agent listener, the
+/// real agent binary), a binding for that agent and the job it made. Globex's admin sees none of
+/// it, and what it tries on it is the refusal a resource that exists nowhere gets. Returns the
+/// agent's id.
+fn fleet_refuses_globex_on_acme(world: &World, acme: &AcmeSeed) -> String {
+    let (alice, gina) = (&world.alice, &world.gina);
+    let created = alice
+        .post(
+            "CreateBootstrapToken",
+            "/api/v1/fleet/bootstrap-tokens",
+            &json!({"group": "edge"}),
+        )
+        .ok();
+    let secret = created["secret"].as_str().expect("secret").to_string();
+    let agent_id = crate::fleet::enroll_with(&world.fleet, &world.ca, world.dir.path(), &secret);
+    let binding = json!({
+        "name": "acme-edge",
+        "agent_id": agent_id,
+        "certificate": {"dns_names": ["edge.example.com"], "profile": "web"},
+        "target": {"cert_path": "/etc/edge/tls.pem", "key_path": "/etc/edge/tls.key"},
+    });
+    let binding = alice
+        .post("CreateBinding", "/api/v1/fleet/bindings", &binding)
+        .ok();
+    let binding_id = binding["id"].as_str().expect("binding id").to_string();
+    let jobs = alice
+        .get(
+            "ListJobs",
+            &format!("/api/v1/fleet/jobs?agent_id={agent_id}"),
+        )
+        .ok();
+    let job_id = jobs["jobs"][0]["id"]
+        .as_str()
+        .expect("a job for the new binding")
+        .to_string();
+
+    let hidden = [agent_id.as_str(), ABSENT_UUID];
+    gina.assert_hidden("GetAgent", "AGENT_NOT_FOUND", hidden, |id| {
+        (format!("/api/v1/fleet/agents/{id}"), None)
+    });
+    gina.assert_hidden("RetireAgent", "AGENT_NOT_FOUND", hidden, |id| {
+        (format!("/api/v1/fleet/agents/{id}/retire"), Some(json!({})))
+    });
+    gina.assert_hidden("CreateBinding", "AGENT_NOT_FOUND", hidden, |id| {
+        let body = json!({
+            "name": unique("g-edge"),
+            "agent_id": id,
+            "certificate": {"dns_names": ["edge.example.com"], "profile": "web"},
+            "target": {"cert_path": "/etc/edge/tls.pem", "key_path": "/etc/edge/tls.key"},
+        });
+        ("/api/v1/fleet/bindings".to_string(), Some(body))
+    });
+    gina.assert_hidden(
+        "DeleteBinding",
+        "BINDING_NOT_FOUND",
+        [&binding_id, ABSENT_UUID],
+        |id| (format!("/api/v1/fleet/bindings/{id}"), None),
+    );
+    gina.assert_hidden("GetJob", "JOB_NOT_FOUND", [&job_id, ABSENT_UUID], |id| {
+        (format!("/api/v1/fleet/jobs/{id}"), None)
+    });
+    gina.assert_hidden(
+        "RenewNow",
+        "CERTIFICATE_NOT_FOUND",
+        [acme.keyed_serial(), ABSENT_SERIAL],
+        |s| {
+            (
+                format!("/api/v1/certificates/{s}/renew-now"),
+                Some(json!({})),
+            )
+        },
+    );
+    for (rpc, path, list, field) in [
+        (
+            "ListBootstrapTokens",
+            "/api/v1/fleet/bootstrap-tokens",
+            "tokens",
+            "id",
+        ),
+        ("ListAgents", "/api/v1/fleet/agents", "agents", "id"),
+        ("ListBindings", "/api/v1/fleet/bindings", "bindings", "id"),
+        (
+            "ListDeployments",
+            "/api/v1/fleet/deployments",
+            "deployments",
+            "agent_id",
+        ),
+    ] {
+        let body = gina.get(rpc, path).ok();
+        assert_eq!(body[list], json!([]), "{rpc} as globex: {body}");
+        let _ = field;
+    }
+    let theirs = gina
+        .get(
+            "ListJobs",
+            &format!("/api/v1/fleet/jobs?agent_id={agent_id}"),
+        )
+        .ok();
+    assert_eq!(
+        theirs["jobs"],
+        json!([]),
+        "globex lists acme's agent's jobs"
+    );
+    // Globex's own token is its own.
+    let own = gina
+        .post(
+            "CreateBootstrapToken",
+            "/api/v1/fleet/bootstrap-tokens",
+            &json!({"group": "edge"}),
+        )
+        .ok();
+    let own_id = own["token"]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        gina.list(
+            "ListBootstrapTokens",
+            "/api/v1/fleet/bootstrap-tokens",
+            "tokens",
+            "id"
+        ),
+        set([own_id.as_str()])
+    );
+    // Acme's things are as they were.
+    let still = alice
+        .get("GetAgent", &format!("/api/v1/fleet/agents/{agent_id}"))
+        .ok();
+    assert_ne!(still["status"], "retired");
+    let bindings = alice.list("ListBindings", "/api/v1/fleet/bindings", "bindings", "id");
+    assert!(bindings.contains(&binding_id));
+    let job = alice
+        .get("GetJob", &format!("/api/v1/fleet/jobs/{job_id}"))
+        .ok();
+    assert_eq!(job["state"], "pending", "{job}");
+    assert_eq!(
+        alice.list(
+            "ListDeployments",
+            "/api/v1/fleet/deployments",
+            "deployments",
+            "agent_id"
+        ),
+        BTreeSet::new()
+    );
+    agent_id
+}
+
+// ---------------------------------------------------------------------------------------------
 // Globex's own resources, under acme's names and key
 // ---------------------------------------------------------------------------------------------
 
@@ -931,7 +1100,7 @@ fn globex_lists_only_its_own(gina: &Caller, acme: &AcmeSeed, globex: &GlobexSeed
 // ---------------------------------------------------------------------------------------------
 
 /// Nothing globex did changed acme's certificates, key, profiles or principals.
-fn acme_keeps_its_resources(world: &World, acme: &AcmeSeed, globex: &GlobexSeed) {
+fn acme_keeps_its_resources(world: &World, acme: &AcmeSeed, globex: &GlobexSeed, agent: &str) {
     let alice = &world.alice;
     assert_eq!(
         alice.serials(),
@@ -973,7 +1142,8 @@ fn acme_keeps_its_resources(world: &World, acme: &AcmeSeed, globex: &GlobexSeed)
     let principals = alice.get("ListPrincipals", "/api/v1/principals").ok();
     assert_eq!(
         field_set(&principals, "principals", "name"),
-        set(["alice", "bob", "keeper", "robot"])
+        set(["alice", "bob", "keeper", "robot", &format!("agent-{agent}")]),
+        "acme's principals: its people and its enrolled agent"
     );
     assert!(!field_set(&principals, "principals", "id").contains(&globex.robot_id));
     for (name, keys) in [
