@@ -258,6 +258,12 @@ impl Process {
         }
     }
 
+    /// The process id while it runs (the fleet bench reads the server's memory by it).
+    #[allow(dead_code)]
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The exit status once the process has exited, `Err` while it runs.
     pub fn try_exit(&mut self) -> Result<std::process::ExitStatus, String> {
         let Some(child) = self.child.as_mut() else {

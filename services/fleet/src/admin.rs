@@ -256,6 +256,7 @@ impl Fleet {
         };
         let now = self.now();
         let tx = self.store().begin_tenant(auth.tenant_id).await?;
+        certmesh_store::write_lock(&tx).await?;
         if let Some(agent) = agent_id {
             fleet::get_agent(&tx, auth.tenant_id, agent)
                 .await?

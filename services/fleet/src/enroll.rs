@@ -60,6 +60,8 @@ impl Fleet {
         let now = self.now();
         let agent_id = uuid::Uuid::new_v4();
         let tx = self.store().begin().await?;
+        // Reads the token, then writes: take SQLite's write lock first.
+        certmesh_store::write_lock(&tx).await?;
         let token = fleet::claim_bootstrap_token(&tx, req.token.trim(), agent_id, now)
             .await?
             .ok_or(FleetError::BootstrapTokenInvalid)?;

@@ -71,9 +71,9 @@ struct ServerFailure {
 }
 
 impl Fleet {
-    /// Sends `who`'s offerable jobs down its stream: pending and failed ones (whose time came)
-    /// always, jobs already in flight only when `resend` (a new stream).
-    pub(crate) async fn offer(&self, who: AgentIdentity, tx: &Outbox, resend: bool) {
+    /// Sends a new stream all of `who`'s open jobs whose time came, those in flight on an
+    /// earlier stream included (the agent resumes them with the key it kept).
+    pub(crate) async fn offer(&self, who: AgentIdentity, tx: &Outbox) {
         let jobs = match self.offerable(who.tenant, &[who.agent]).await {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -82,9 +82,6 @@ impl Fleet {
             }
         };
         for job in jobs {
-            if !resend && !matches!(job.state.as_str(), state::PENDING | state::FAILED) {
-                continue;
-            }
             match self.offer_one(who.tenant, &job).await {
                 Ok(Some(message)) => {
                     if !send(tx, Out::Job(message)).await {
@@ -115,6 +112,7 @@ impl Fleet {
         job: &JobRecord,
     ) -> Result<Option<pb::Job>, FleetError> {
         let tx = self.store().begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let binding = fleet::get_binding(&tx, tenant, job.binding_id)
             .await?
             .ok_or_else(|| FleetError::Corrupt(format!("job {} without binding", job.id)))?;

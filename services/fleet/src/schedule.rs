@@ -20,7 +20,7 @@ use chrono::Duration;
 use tokio::sync::watch;
 
 use crate::session::send;
-use crate::{Fleet, FleetError, model::AgentIdentity};
+use crate::{Fleet, FleetError, model::BindingSpec};
 
 /// The scheduler's lease.
 pub const SCHEDULER_LEASE: &str = "fleet-scheduler";
@@ -91,40 +91,15 @@ impl Fleet {
 
     async fn plan_tenant(&self, tenant: TenantId) -> Result<u64, FleetError> {
         let now = self.now();
-        let tx = self.store().begin_tenant(tenant).await?;
-        let bindings = fleet::list_bindings(&tx, tenant).await?;
-        if bindings.is_empty() {
+        let due = self.due_targets(tenant, now).await?;
+        if due.is_empty() {
             return Ok(0);
         }
-        let agents: Vec<AgentRecord> = fleet::list_agents(&tx, tenant, None)
-            .await?
-            .into_iter()
-            .filter(|a| a.status == fleet::AGENT_ACTIVE)
-            .collect();
-        let deployments: HashMap<(uuid::Uuid, uuid::Uuid), DeploymentRecord> =
-            fleet::list_deployments(&tx, tenant, &fleet::DeploymentFilter::default())
-                .await?
-                .into_iter()
-                .map(|d| ((d.binding_id, d.agent_id), d))
-                .collect();
-        let open: HashSet<(uuid::Uuid, uuid::Uuid)> = fleet::open_job_targets(&tx, tenant)
-            .await?
-            .into_iter()
-            .collect();
+        // The reads ran in their own transaction; the inserts are safe against a racing
+        // planner or renew-now (one open job per target is a unique index).
+        let tx = self.store().begin_tenant(tenant).await?;
         let mut made = 0;
-        for (binding, agent) in targets(&bindings, &agents) {
-            if made >= self.config().schedule_batch {
-                break;
-            }
-            if open.contains(&(binding, agent)) {
-                continue;
-            }
-            let kind = match deployments.get(&(binding, agent)) {
-                None => "issue",
-                Some(d) if d.renew_at > now => continue,
-                Some(d) if d.serial.is_empty() => "issue",
-                Some(_) => "renew",
-            };
+        for (binding, agent, kind) in due {
             if fleet::insert_job(
                 &tx,
                 tenant,
@@ -147,32 +122,117 @@ impl Fleet {
         Ok(made)
     }
 
+    /// The targets that need a job at `now`, with its kind, at most `schedule_batch`.
+    async fn due_targets(
+        &self,
+        tenant: TenantId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(uuid::Uuid, uuid::Uuid, &'static str)>, FleetError> {
+        let tx = self.store().begin_tenant(tenant).await?;
+        let bindings = fleet::list_bindings(&tx, tenant).await?;
+        if bindings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let agents: Vec<AgentRecord> = fleet::list_agents(&tx, tenant, None)
+            .await?
+            .into_iter()
+            .filter(|a| a.status == fleet::AGENT_ACTIVE)
+            .collect();
+        let deployments: HashMap<(uuid::Uuid, uuid::Uuid), DeploymentRecord> =
+            fleet::list_deployments(&tx, tenant, &fleet::DeploymentFilter::default())
+                .await?
+                .into_iter()
+                .map(|d| ((d.binding_id, d.agent_id), d))
+                .collect();
+        let open: HashSet<(uuid::Uuid, uuid::Uuid)> = fleet::open_job_targets(&tx, tenant)
+            .await?
+            .into_iter()
+            .collect();
+        drop(tx);
+        let limit = usize::try_from(self.config().schedule_batch).unwrap_or(usize::MAX);
+        Ok(targets(&bindings, &agents)
+            .into_iter()
+            .filter(|t| !open.contains(t))
+            .filter_map(|(binding, agent)| {
+                let kind = match deployments.get(&(binding, agent)) {
+                    None => "issue",
+                    Some(d) if d.renew_at > now => return None,
+                    Some(d) if d.serial.is_empty() => "issue",
+                    Some(_) => "renew",
+                };
+                Some((binding, agent, kind))
+            })
+            .take(limit)
+            .collect())
+    }
+
     async fn offer_connected(&self) {
         for (tenant, agents) in self.registry.connected() {
-            let jobs = match self.offerable(tenant, &agents).await {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(%tenant, error = %e, "Reading offerable jobs failed.");
-                    continue;
+            match self.offer_batch(tenant, &agents).await {
+                Ok(jobs) => {
+                    for (agent, job) in jobs {
+                        if let Some(tx) = self.registry.sender(agent) {
+                            let _ = send(&tx, Out::Job(job)).await;
+                        }
+                    }
                 }
-            };
-            let due: HashSet<uuid::Uuid> = jobs
-                .iter()
-                .filter(|j| {
-                    matches!(
-                        j.state.as_str(),
-                        fleet::state::PENDING | fleet::state::FAILED
-                    )
-                })
-                .map(|j| j.agent_id)
-                .collect();
-            for agent in due {
-                if let Some(tx) = self.registry.sender(agent) {
-                    self.offer(AgentIdentity { tenant, agent }, &tx, false)
-                        .await;
-                }
+                Err(e) => tracing::warn!(%tenant, error = %e, "Offering jobs failed."),
             }
         }
+    }
+
+    /// The pending and failed-and-due jobs of `agents`, marked sent in one transaction, with
+    /// their messages.
+    async fn offer_batch(
+        &self,
+        tenant: TenantId,
+        agents: &[uuid::Uuid],
+    ) -> Result<Vec<(uuid::Uuid, pb::Job)>, FleetError> {
+        let now = self.now();
+        let tx = self.store().begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
+        let jobs: Vec<_> = fleet::offerable_jobs(&tx, tenant, agents, now)
+            .await?
+            .into_iter()
+            .filter(|j| {
+                matches!(
+                    j.state.as_str(),
+                    fleet::state::PENDING | fleet::state::FAILED
+                )
+            })
+            .collect();
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut bindings: HashMap<uuid::Uuid, (BindingRecord, BindingSpec)> = HashMap::new();
+        let wanted: HashSet<uuid::Uuid> = jobs.iter().map(|j| j.binding_id).collect();
+        for id in wanted {
+            let b = fleet::get_binding(&tx, tenant, id)
+                .await?
+                .ok_or_else(|| FleetError::Corrupt(format!("jobs of a missing binding {id}")))?;
+            let spec = BindingSpec::from_json(&b.spec)?;
+            bindings.insert(id, (b, spec));
+        }
+        let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
+        fleet::mark_sent(&tx, tenant, &ids, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(jobs
+            .into_iter()
+            .filter_map(|job| {
+                let (b, spec) = bindings.get(&job.binding_id)?;
+                Some((
+                    job.agent_id,
+                    pb::Job {
+                        job_id: job.id.to_string(),
+                        kind: job.kind.clone(),
+                        binding: Some(crate::admin::binding_message(b, spec)),
+                        attempt: job.attempts,
+                        certificate_pem: String::new(),
+                        chain_pem: String::new(),
+                    },
+                ))
+            })
+            .collect())
     }
 
     async fn flush_heartbeats(&self) {

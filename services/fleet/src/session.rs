@@ -111,7 +111,7 @@ impl Fleet {
         let conn = self.registry.register(who, tx.clone());
         tracing::info!(agent = %who.agent, tenant = %who.tenant, hostname = %host.hostname, "Agent connected.");
         if self.welcome(&agent, &tx).await {
-            self.offer(who, &tx, true).await;
+            self.offer(who, &tx).await;
             self.serve(who, &mut inbound, &tx).await;
         }
         self.registry.unregister(who.agent, conn);

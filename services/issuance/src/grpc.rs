@@ -285,7 +285,7 @@ impl ApprovalService for Issuance {
         request: Request<pb::ApproveRequest>,
     ) -> Result<Response<pb::ApproveResponse>, Status> {
         let auth = self
-            .authorize(&request, Permission::CertsIssue, "approvals.approve")
+            .authorize(&request, Permission::ApprovalsDecide, "approvals.approve")
             .await?;
         let (decided, outcome) = Issuance::approve(self, &auth, &request.get_ref().id).await?;
         Ok(Response::new(pb::ApproveResponse {
@@ -300,7 +300,7 @@ impl ApprovalService for Issuance {
         request: Request<pb::RejectRequest>,
     ) -> Result<Response<pb::Approval>, Status> {
         let auth = self
-            .authorize(&request, Permission::CertsIssue, "approvals.reject")
+            .authorize(&request, Permission::ApprovalsDecide, "approvals.reject")
             .await?;
         let req = request.get_ref();
         let decided = Issuance::reject(self, &auth, &req.id, &req.note).await?;

@@ -35,6 +35,7 @@ pub enum Permission {
     ProfilesRead,
     ProfilesWrite,
     ApprovalsRead,
+    ApprovalsDecide,
     CasRead,
     CasManage,
     CeremoniesApprove,
@@ -55,6 +56,7 @@ impl Permission {
         Permission::ProfilesRead,
         Permission::ProfilesWrite,
         Permission::ApprovalsRead,
+        Permission::ApprovalsDecide,
         Permission::CasRead,
         Permission::CasManage,
         Permission::CeremoniesApprove,
@@ -75,6 +77,7 @@ impl Permission {
             Permission::ProfilesRead => "profiles:read",
             Permission::ProfilesWrite => "profiles:write",
             Permission::ApprovalsRead => "approvals:read",
+            Permission::ApprovalsDecide => "approvals:decide",
             Permission::CasRead => "cas:read",
             Permission::CasManage => "cas:manage",
             Permission::CeremoniesApprove => "ceremonies:approve",
@@ -131,6 +134,7 @@ impl Role {
                     | P::CertsRevoke
                     | P::ProfilesRead
                     | P::ApprovalsRead
+                    | P::ApprovalsDecide
                     | P::CasRead
                     | P::CasManage
                     | P::FleetRead

@@ -301,7 +301,7 @@ async fn a_viewer_cannot_approve_or_reject() {
             .expect_err("viewer");
         assert_eq!(status.code(), Code::PermissionDenied);
         assert_eq!(reason_of(&status).as_deref(), Some("PERMISSION_MISSING"));
-        assert!(status.message().contains("certs:issue"), "{status:?}");
+        assert!(status.message().contains("approvals:decide"), "{status:?}");
         let mut reject = Request::new(pb::RejectRequest {
             id: requested.id.to_string(),
             note: "no".into(),

@@ -368,6 +368,29 @@ pub async fn advance_job<C: ConnectionTrait>(
     Ok(done.rows_affected == 1)
 }
 
+/// Marks the pending or failed jobs among `ids` sent (they were pushed down their agents'
+/// streams); returns how many changed.
+pub async fn mark_sent<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    ids: &[uuid::Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let mut changed = 0;
+    for chunk in ids.chunks(500) {
+        changed += j::Entity::update_many()
+            .col_expr(j::Column::State, Expr::value(state::SENT))
+            .col_expr(j::Column::UpdatedAt, Expr::value(truncate_ts(now)))
+            .filter(j::Column::TenantId.eq(tenant.0))
+            .filter(j::Column::Id.is_in(chunk.iter().copied()))
+            .filter(j::Column::State.is_in([state::PENDING, state::FAILED]))
+            .exec(c)
+            .await?
+            .rows_affected;
+    }
+    Ok(changed)
+}
+
 /// Ends an open job in `to` (`succeeded`, `dead` or `cancelled`) with the outcome; it is no
 /// longer open, so the binding may get a new job. False if it was not open.
 pub async fn finish_job<C: ConnectionTrait>(
