@@ -362,7 +362,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn an_agent_enrolls_deploys_to_nginx_verifies_renews_and_rolls_back() {
-    let server = DevServer::start();
+    let mut server = DevServer::start();
     let dir = server.dir.path().to_path_buf();
     let spec = json!({
         "allowed_key_algorithms": ["ECDSA"], "min_ecdsa_bits": 256, "min_rsa_bits": 2048,
@@ -450,6 +450,42 @@ fn an_agent_enrolls_deploys_to_nginx_verifies_renews_and_rolls_back() {
     let served_after = nginx.serves(&second["served_sha256"]);
     assert_ne!(served_after, served, "the renewal replaced the certificate");
     assert_eq!(second["served_sha256"], served_after);
+
+    // The server restarts: the agent reconnects by itself, and the deployment and its jobs are
+    // still there; a renewal after the restart reaches the agent.
+    server = server.restart();
+    assert_eventually("the agent is back online", JOB, || {
+        let a = server
+            .api
+            .get(&format!("/api/v1/fleet/agents/{agent_id}"))
+            .ok();
+        let log = running.log();
+        // Online again only after a new stream (Welcome logged twice).
+        if a["status"] == "online" && log.matches("Welcomed by the server").count() >= 2 {
+            Ok(())
+        } else {
+            Err(a.to_string())
+        }
+    });
+    let serial2 = second["serial"].as_str().expect("serial").to_string();
+    let kept = deployments(&server, &web_id);
+    assert_eq!(
+        kept[0]["serial"],
+        serial2.as_str(),
+        "the deployment survived the restart"
+    );
+    post(
+        &server,
+        &format!("/api/v1/certificates/{serial2}/renew-now"),
+        &json!({}),
+    );
+    let third = deployment_where(
+        &server,
+        &web_id,
+        "a renewal after the restart is verified",
+        |d| d["serial"] != serial2.as_str() && d["outcome"] == "verified",
+    );
+    let served_after = nginx.serves(&third["served_sha256"]);
 
     // A failing validate command: nothing live changes, the files are restored byte for byte.
     let cert_before = fs::read(nginx.cert_path()).expect("cert");

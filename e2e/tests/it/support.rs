@@ -338,6 +338,8 @@ pub struct DevServer {
     pub pki: String,
     /// The agent listener, `https://127.0.0.1:<port>`.
     pub fleet: String,
+    /// The API, PKI and agent listener ports.
+    pub ports: [u16; 3],
 }
 
 impl DevServer {
@@ -347,10 +349,19 @@ impl DevServer {
 
     /// Start on `dir`, which may hold the state of an earlier run.
     pub fn start_in(dir: TempDir) -> Self {
+        Self::start_on(dir, [free_port(), free_port(), free_port()])
+    }
+
+    /// Stop and start again on the same data directory and ports (clients keep their URLs).
+    pub fn restart(self) -> Self {
+        let ports = self.ports;
+        Self::start_on(self.stop(), ports)
+    }
+
+    /// Start on `dir` with the API, PKI and agent listeners on `ports`.
+    pub fn start_on(dir: TempDir, ports: [u16; 3]) -> Self {
         tool("curl");
-        let port = free_port();
-        let pki_port = free_port();
-        let fleet_port = free_port();
+        let [port, pki_port, fleet_port] = ports;
         let mut cmd = certmesh();
         cmd.args([
             "server",
@@ -389,6 +400,7 @@ impl DevServer {
             api,
             pki: format!("http://127.0.0.1:{pki_port}"),
             fleet: format!("https://127.0.0.1:{fleet_port}"),
+            ports,
         }
     }
 
