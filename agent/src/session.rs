@@ -39,8 +39,8 @@ use crate::{host, identity};
 
 /// Heartbeat period until the Welcome names one.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
-/// How often the identity's age is checked.
-pub const RENEWAL_CHECK: Duration = Duration::from_secs(60);
+/// How often the identity's age is checked (it reads the small certificate file).
+pub const RENEWAL_CHECK: Duration = Duration::from_secs(10);
 /// How long to wait for an answer to `RenewIdentity` before asking again.
 pub const RENEWAL_RETRY: Duration = Duration::from_secs(600);
 /// How long a shutdown waits for the job in progress.

@@ -782,3 +782,38 @@ fn another_tenant_sees_none_of_it(server: &DevServer, dir: &Path, our_agent: &st
     );
     their_run.stop();
 }
+
+/// An agent renews its identity certificate over its stream before it expires (lifetime 30 s,
+/// renewed after two thirds), and the server then knows the new certificate.
+#[test]
+fn an_agent_renews_its_identity_over_the_stream() {
+    let server = DevServer::start_with(&["--agent-identity-validity", "30s"]);
+    let dir = server.dir.path().to_path_buf();
+    let agent = Agent::new(&dir, "agent-renewing", &server);
+    let token = bootstrap_token(&server, "web");
+    assert!(agent.enroll(&token).status.success());
+    let id = agent.id();
+    let first = fs::read_to_string(agent.state.join("identity.pem")).expect("identity");
+    let before = server.api.get(&format!("/api/v1/fleet/agents/{id}")).ok();
+    let running = agent.run(&dir);
+    let renewed = assert_eventually("the identity is renewed", JOB, || {
+        let now = fs::read_to_string(agent.state.join("identity.pem")).unwrap_or_default();
+        let seen = server.api.get(&format!("/api/v1/fleet/agents/{id}")).ok();
+        if now != first && seen["identity_not_after"] != before["identity_not_after"] {
+            Ok(seen)
+        } else {
+            Err(format!("{seen}"))
+        }
+    });
+    assert_eq!(renewed["status"], "online", "{renewed}");
+    assert_eq!(
+        mode(&agent.state.join("identity.key")),
+        0o600,
+        "the new identity key is private"
+    );
+    assert_ne!(
+        pem_sha256(&first),
+        pem_sha256(&fs::read_to_string(agent.state.join("identity.pem")).expect("identity"))
+    );
+    drop(running);
+}

@@ -352,6 +352,11 @@ impl DevServer {
         Self::start_on(dir, [free_port(), free_port(), free_port()])
     }
 
+    /// Start with extra `certmesh server` flags.
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(scratch(), [free_port(), free_port(), free_port()], extra)
+    }
+
     /// Stop and start again on the same data directory and ports (clients keep their URLs).
     pub fn restart(self) -> Self {
         let ports = self.ports;
@@ -360,6 +365,10 @@ impl DevServer {
 
     /// Start on `dir` with the API, PKI and agent listeners on `ports`.
     pub fn start_on(dir: TempDir, ports: [u16; 3]) -> Self {
+        Self::launch(dir, ports, &[])
+    }
+
+    fn launch(dir: TempDir, ports: [u16; 3], extra: &[&str]) -> Self {
         tool("curl");
         let [port, pki_port, fleet_port] = ports;
         let mut cmd = certmesh();
@@ -374,7 +383,8 @@ impl DevServer {
             &format!("127.0.0.1:{fleet_port}"),
             "--data-dir",
         ])
-        .arg(dir.path());
+        .arg(dir.path())
+        .args(extra);
         let mut process = Process::spawn("certmesh-dev", cmd, dir.path());
         let bundle = dir.path().join("dev/ca-bundle.pem");
         let base = format!("https://127.0.0.1:{port}");

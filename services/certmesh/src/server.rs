@@ -198,8 +198,8 @@ pub fn fleet_config(args: &ServerArgs) -> anyhow::Result<certmesh_fleet::Config>
         duration_flag("--agent-identity-validity", &args.agent_identity_validity)?;
     config.heartbeat = duration_flag("--agent-heartbeat", &args.agent_heartbeat)?;
     config.retry_base = duration_flag("--fleet-retry-base", &args.fleet_retry_base)?;
-    if config.identity_validity < chrono::Duration::minutes(5) {
-        bail!("--agent-identity-validity must be at least 5m");
+    if config.identity_validity < chrono::Duration::seconds(30) {
+        bail!("--agent-identity-validity must be at least 30s");
     }
     if config.heartbeat < chrono::Duration::seconds(1)
         || config.heartbeat > chrono::Duration::minutes(10)
