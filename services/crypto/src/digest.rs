@@ -1,7 +1,7 @@
-//! Message digests the rest of certmesh needs (fingerprints, content hashes) without importing
-//! a crypto library.
+//! Message digests the rest of certmesh needs (fingerprints, content hashes, webhook
+//! signatures) without importing a crypto library.
 
-use ring::digest;
+use ring::{digest, hmac};
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -13,6 +13,17 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 /// SHA-256 of `data` as lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha256(data))
+}
+
+/// HMAC-SHA256 (RFC 2104) of `msg` under `key`, e.g. to sign outgoing webhook bodies.
+///
+/// Any key length is accepted; keys longer than the 64-byte block are hashed first, as the RFC
+/// says. Compare tags with a constant-time comparison, never `==`.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), msg);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
 }
 
 /// SHA-1 of `data`, only for RFC 5280 §4.2.1.2 method-1 key identifiers (not a security use).
@@ -31,6 +42,22 @@ mod tests {
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    // RFC 4231 §4.3 (test case 2) and §4.7 (test case 6: a key longer than the block size).
+    #[test]
+    fn hmac_sha256_rfc4231_vectors() {
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }
 

@@ -27,4 +27,6 @@ mod der;
 mod pem;
 mod spki;
 
+pub use cert::certificates_in;
 pub use error::{CryptoError, Result};
+pub use keys::{Kek, open, seal};

@@ -1,5 +1,6 @@
-//! X.509 certificates: parsing into a summary ([`Certificate`]) and issuing ([`IssuingCa`],
-//! [`self_signed_root`]).
+//! X.509 certificates: parsing into a summary ([`Certificate`]), issuing ([`IssuingCa`],
+//! [`self_signed_root`]) and inspecting the ones found in the wild ([`certificates_in`],
+//! [`Certificate::summary`]).
 //!
 //! A [`Certificate`] owns its DER and the few fields the rest of certmesh reads (serial,
 //! validity, names, fingerprint, CA constraints), extracted once at construction.
@@ -19,9 +20,13 @@ use crate::serial::Serial;
 
 mod constraints;
 mod cross;
+mod extract;
+mod inspect;
 mod issue;
 
 pub use constraints::{BasicConstraintsInfo, NameConstraints};
+pub use extract::certificates_in;
+pub use inspect::{CertSummary, KeyType, Weakness};
 pub use issue::{CaTemplate, IdentityTemplate, IssuingCa, LeafTemplate, self_signed_root};
 pub(crate) use issue::{asn1_time, base_params, check_cn, sign, sign_with, signing};
 

@@ -4,6 +4,9 @@
 //! A CA key is named by a [`KeyRef`] (`"<backend>:<id>"`) that is safe to store and log; the key
 //! material itself stays inside its backend (a sealed file today, an HSM or KMS later) and is
 //! used only through [`Signer::sign`].
+//!
+//! The same KEK also seals small secrets kept in the database (notification channel
+//! credentials): [`sealing`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,10 +16,12 @@ use crate::error::{CryptoError, Result};
 
 mod kek;
 mod sealed;
+pub mod sealing;
 mod software;
 
 pub use kek::Kek;
 pub use sealed::SealedFileBackend;
+pub use sealing::{open, seal};
 pub use software::SoftwareSigner;
 pub(crate) use software::generate_pkcs8;
 
