@@ -24,6 +24,8 @@ mod m0009_row_level_security;
 mod m0010_ca_hierarchy;
 mod m0011_revocation;
 mod m0012_fleet;
+mod m0013_discovery;
+mod m0014_notification;
 
 pub use m0009_row_level_security::APP_ROLE;
 pub use sea_orm_migration::MigratorTrait;
@@ -47,6 +49,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_ca_hierarchy::Migration),
             Box::new(m0011_revocation::Migration),
             Box::new(m0012_fleet::Migration),
+            Box::new(m0013_discovery::Migration),
+            Box::new(m0014_notification::Migration),
         ]
     }
 }
@@ -56,8 +60,18 @@ impl MigratorTrait for Migrator {
 pub const TENANT_TABLES: &[&str] = &ALL_TENANT_TABLES;
 
 /// Each migration's walls in order: one [`concat`] per migration that adds tenant tables.
-const ALL_TENANT_TABLES: [&str; M0011_END + m0012_fleet::TENANT_TABLES.len()] =
-    concat(&UP_TO_M0011, m0012_fleet::TENANT_TABLES);
+const ALL_TENANT_TABLES: [&str; M0013_END + m0014_notification::TENANT_TABLES.len()] =
+    concat(&UP_TO_M0013, m0014_notification::TENANT_TABLES);
+
+const M0013_END: usize = M0012_END + m0013_discovery::TENANT_TABLES.len();
+
+/// The walls up to m0013.
+const UP_TO_M0013: [&str; M0013_END] = concat(&UP_TO_M0012, m0013_discovery::TENANT_TABLES);
+
+const M0012_END: usize = M0011_END + m0012_fleet::TENANT_TABLES.len();
+
+/// The walls up to m0012.
+const UP_TO_M0012: [&str; M0012_END] = concat(&UP_TO_M0011, m0012_fleet::TENANT_TABLES);
 
 const M0011_END: usize = M0010_END + m0011_revocation::TENANT_TABLES.len();
 

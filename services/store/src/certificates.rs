@@ -315,3 +315,44 @@ pub async fn count<C: ConnectionTrait>(c: &C, tenant: TenantId) -> Result<u64> {
         .count(c)
         .await?)
 }
+
+/// The tenant's certificates whose notAfter lies in `[from, to]`, soonest first, at most
+/// `limit` (what the expiry watcher reads).
+pub async fn expiring<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<CertificateRecord>> {
+    t::Entity::find()
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .filter(t::Column::NotAfter.gte(truncate_ts(from)))
+        .filter(t::Column::NotAfter.lte(truncate_ts(to)))
+        .order_by_asc(t::Column::NotAfter)
+        .order_by_asc(t::Column::Serial)
+        .limit(limit)
+        .all(c)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
+/// Whether the tenant has a certificate for the same subject and names as `rec` that expires
+/// after it: `rec` was renewed (or replaced), so it is not worth an alert.
+pub async fn has_successor<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    rec: &CertificateRecord,
+) -> Result<bool> {
+    let sans = serde_json::to_string(&rec.sans).unwrap_or_default();
+    Ok(t::Entity::find()
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .filter(t::Column::Subject.eq(rec.subject.as_str()))
+        .filter(t::Column::Sans.eq(sans))
+        .filter(t::Column::NotAfter.gt(truncate_ts(rec.not_after)))
+        .one(c)
+        .await?
+        .is_some())
+}

@@ -6,6 +6,7 @@
 //! order.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect,
@@ -119,6 +120,56 @@ pub async fn list<C: ConnectionTrait>(
         .all(c)
         .await?;
     rows.into_iter().map(from_model).collect()
+}
+
+/// The tenant's event `id`.
+pub async fn get<C: ConnectionTrait>(c: &C, tenant: TenantId, id: Uuid) -> Result<Option<Event>> {
+    t::Entity::find_by_id(id)
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .one(c)
+        .await?
+        .map(from_model)
+        .transpose()
+}
+
+/// Up to `limit` of the tenant's events not yet relayed, oldest first. Run it in the
+/// transaction that marks them with [`mark_published`]: on PostgreSQL the rows are locked
+/// `FOR UPDATE SKIP LOCKED`, so a second relay skips them instead of relaying them twice.
+pub async fn unpublished<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    limit: u64,
+) -> Result<Vec<Event>> {
+    t::Entity::find()
+        .filter(t::Column::TenantId.eq(tenant.0))
+        .filter(t::Column::PublishedAt.is_null())
+        .order_by_asc(t::Column::CreatedAt)
+        .order_by_asc(t::Column::Id)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(c)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
+/// Marks events `ids` relayed at `now`.
+pub async fn mark_published<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for chunk in ids.chunks(500) {
+        t::Entity::update_many()
+            .col_expr(t::Column::PublishedAt, Expr::value(Some(truncate_ts(now))))
+            .filter(t::Column::TenantId.eq(tenant.0))
+            .filter(t::Column::Id.is_in(chunk.iter().copied()))
+            .exec(c)
+            .await?;
+    }
+    Ok(())
 }
 
 fn from_model(m: t::Model) -> Result<Event> {

@@ -235,6 +235,42 @@ pub async fn insert_job<C: ConnectionTrait>(
     Ok((crate::inserted_rows(done) == 1).then(|| row.into()))
 }
 
+/// Adds a pending "deploy" job that installs `d`'s current certificate again, unless the
+/// target already has an open job (`None` then, and nothing changes).
+pub async fn insert_deploy_job<C: ConnectionTrait>(
+    c: &C,
+    d: &DeploymentRecord,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> Result<Option<JobRecord>> {
+    let now = truncate_ts(now);
+    let row = j::Model {
+        id: crate::time_ordered_id(now),
+        tenant_id: d.tenant_id.0,
+        binding_id: d.binding_id,
+        agent_id: d.agent_id,
+        kind: "deploy".to_owned(),
+        state: state::PENDING.to_owned(),
+        open_key: Some(open_key(d.binding_id, d.agent_id)),
+        attempts: 1,
+        max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
+        not_before: now,
+        outcome: String::new(),
+        detail: String::new(),
+        serial: d.serial.clone(),
+        cert_sha256: d.certificate_sha256.clone(),
+        cert_not_after: Some(truncate_ts(d.not_after)),
+        cert_renew_at: Some(truncate_ts(d.renew_at)),
+        created_at: now,
+        updated_at: now,
+    };
+    let done = j::Entity::insert(row.clone().into_active_model())
+        .on_conflict_do_nothing_on([j::Column::TenantId, j::Column::OpenKey])
+        .exec_without_returning(c)
+        .await?;
+    Ok((crate::inserted_rows(done) == 1).then(|| row.into()))
+}
+
 /// The tenant's job `id`.
 pub async fn get_job<C: ConnectionTrait>(
     c: &C,
@@ -436,7 +472,14 @@ pub async fn retry_job<C: ConnectionTrait>(
         .col_expr(j::Column::NotBefore, Expr::value(truncate_ts(not_before)))
         .col_expr(j::Column::Outcome, Expr::value(outcome))
         .col_expr(j::Column::Detail, Expr::value(detail))
-        .col_expr(j::Column::Serial, Expr::value(""))
+        // An issue or renew attempt gets a new certificate; a deploy job keeps the one it
+        // installs.
+        .col_expr(
+            j::Column::Serial,
+            Expr::case(j::Column::Kind.eq("deploy"), Expr::col(j::Column::Serial))
+                .finally(Expr::value(""))
+                .into(),
+        )
         .col_expr(j::Column::UpdatedAt, Expr::value(truncate_ts(now)))
         .filter(j::Column::TenantId.eq(tenant.0))
         .filter(j::Column::Id.eq(id))

@@ -1,5 +1,5 @@
 //! Certificates: insert, get, conflicts, tenant scoping, keyset pagination (plain and
-//! filtered), count, CRL shards.
+//! filtered), count, CRL shards, the expiry window and successors.
 
 use certmesh_store::certificates::{self, CertificateFilter, CertificateRecord, Cursor};
 use certmesh_store::testing::each_backend;
@@ -342,5 +342,136 @@ async fn list_filtered_narrows_by_issuer_profile_and_issue_time_and_paginates() 
             "{b:?}: each tenant its own"
         );
         t.commit().await.expect("commit");
+    }
+}
+
+#[tokio::test]
+async fn expiring_lists_the_inclusive_window_soonest_first() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let acme = tenant(&db, "acme").await;
+        let globex = tenant(&db, "globex").await;
+        let expires = |t: TenantId, serial: &str, secs: i64| CertificateRecord {
+            not_after: at(secs),
+            ..cert(t, serial, 0)
+        };
+        let t = tx(&db, acme).await;
+        certificates::insert_many(
+            &t,
+            &[
+                expires(acme, "01", 99),
+                expires(acme, "02", 100),
+                expires(acme, "03", 150),
+                expires(acme, "04", 200),
+                expires(acme, "05", 201),
+                // Same notAfter as 03: the serial breaks the tie.
+                expires(acme, "00", 150),
+            ],
+        )
+        .await
+        .expect("insert");
+        t.commit().await.expect("commit");
+        let t = tx(&db, globex).await;
+        certificates::insert(&t, &expires(globex, "99", 150))
+            .await
+            .expect("other tenant");
+        t.commit().await.expect("commit");
+
+        let t = tx(&db, acme).await;
+        let serials = |v: Vec<CertificateRecord>| v.into_iter().map(|c| c.serial).collect();
+        let window: Vec<String> = serials(
+            certificates::expiring(&t, acme, at(100), at(200), 10)
+                .await
+                .expect("expiring"),
+        );
+        assert_eq!(
+            window,
+            ["02", "00", "03", "04"],
+            "{b:?}: both bounds inclusive, soonest first"
+        );
+        let limited: Vec<String> = serials(
+            certificates::expiring(&t, acme, at(100), at(200), 2)
+                .await
+                .expect("expiring"),
+        );
+        assert_eq!(limited, ["02", "00"], "{b:?}: limited");
+        let instant: Vec<String> = serials(
+            certificates::expiring(&t, acme, at(150), at(150), 10)
+                .await
+                .expect("expiring"),
+        );
+        assert_eq!(instant, ["00", "03"], "{b:?}: a one-instant window");
+        assert!(
+            certificates::expiring(&t, acme, at(202), at(300), 10)
+                .await
+                .expect("expiring")
+                .is_empty(),
+            "{b:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_has_a_successor_only_with_the_same_names_expiring_later() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let acme = tenant(&db, "acme").await;
+        let globex = tenant(&db, "globex").await;
+        let web = |t: TenantId, serial: &str, expires: i64, sans: &[&str]| CertificateRecord {
+            subject: "CN=www.example.com".to_owned(),
+            sans: sans.iter().map(|s| (*s).to_owned()).collect(),
+            not_after: at(expires),
+            ..cert(t, serial, 0)
+        };
+        let names = ["www.example.com", "example.com"];
+        let old = web(acme, "01", 100, &names);
+        let same_time = web(acme, "02", 100, &names);
+        let t = tx(&db, acme).await;
+        certificates::insert_many(
+            &t,
+            &[
+                old.clone(),
+                same_time.clone(),
+                // Later, but for fewer names, or for another subject.
+                web(acme, "03", 500, &["www.example.com"]),
+                CertificateRecord {
+                    subject: "CN=api.example.com".to_owned(),
+                    ..web(acme, "04", 500, &names)
+                },
+            ],
+        )
+        .await
+        .expect("insert");
+        t.commit().await.expect("commit");
+        // Another tenant's renewal is not acme's.
+        let t = tx(&db, globex).await;
+        certificates::insert(&t, &web(globex, "05", 900, &names))
+            .await
+            .expect("other tenant");
+        t.commit().await.expect("commit");
+
+        let t = tx(&db, acme).await;
+        let has = |rec: CertificateRecord| {
+            let t = &t;
+            async move {
+                certificates::has_successor(t, acme, &rec)
+                    .await
+                    .expect("has successor")
+            }
+        };
+        assert!(
+            !has(old.clone()).await,
+            "{b:?}: no other names, subject or tenant count, nor the same notAfter"
+        );
+        assert!(!has(same_time.clone()).await, "{b:?}");
+        certificates::insert(&t, &web(acme, "06", 200, &names))
+            .await
+            .expect("renewal");
+        assert!(has(old.clone()).await, "{b:?}: renewed");
+        assert!(has(same_time).await, "{b:?}");
+        assert!(
+            !has(web(acme, "06", 200, &names)).await,
+            "{b:?}: the renewal itself has none"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::cas::new_ca;
 use crate::{at, t0, tenant};
 
 /// Every table of the schema.
-const TABLES: [&str; 26] = [
+const TABLES: [&str; 33] = [
     "tenants",
     "api_tokens",
     "cas",
@@ -40,6 +40,13 @@ const TABLES: [&str; 26] = [
     "bindings",
     "fleet_jobs",
     "deployments",
+    "scan_targets",
+    "scans",
+    "discovered_certificates",
+    "notification_channels",
+    "notification_rules",
+    "notification_deliveries",
+    "expiry_alerts",
 ];
 
 /// How many of `tables` exist, as the store's own connection sees them.
@@ -83,7 +90,7 @@ async fn apply_reapply_down_up() {
         let b = db.backend();
         assert_eq!(
             table_count(&db).await,
-            26,
+            33,
             "{b:?}: all tables after migrate"
         );
         let tenant_id = tenant(&db, "acme").await;
@@ -100,7 +107,7 @@ async fn apply_reapply_down_up() {
         db.store.migrate().await.expect("up again");
         assert_eq!(
             table_count(&db).await,
-            26,
+            33,
             "{b:?}: all tables after up again"
         );
         certmesh_store::tenants::ensure(db.owner(), "acme", t0())
@@ -197,9 +204,9 @@ async fn the_ca_hierarchy_migration_rolls_back_and_backfills_existing_cas() {
             .await
             .expect("sub");
 
-        Migrator::down(c, Some(3))
+        Migrator::down(c, Some(5))
             .await
-            .expect("down m0012, m0011 and m0010");
+            .expect("down m0014 to m0010");
         assert_eq!(count_tables(&db, &HIERARCHY_TABLES).await, 0, "{b:?}");
         assert_eq!(count_tables(&db, &REVOCATION_TABLES).await, 0, "{b:?}");
         assert_eq!(table_count(&db).await, 12, "{b:?}: the rest stays");
@@ -213,7 +220,7 @@ async fn the_ca_hierarchy_migration_rolls_back_and_backfills_existing_cas() {
         Migrator::up(c, None)
             .await
             .expect("up m0010 over existing CAs");
-        assert_eq!(table_count(&db).await, 26, "{b:?}");
+        assert_eq!(table_count(&db).await, 33, "{b:?}");
         let root_after = cas::get(c, acme, root.id)
             .await
             .expect("get")
@@ -340,9 +347,9 @@ async fn the_revocation_migration_rolls_back_and_keeps_certificates() {
         assert!(has_index(&db, "idx_certificates_issuer").await, "{b:?}");
         assert!(has_column(&db, "certificates", "crl_shard").await, "{b:?}");
 
-        Migrator::down(c, Some(2))
+        Migrator::down(c, Some(4))
             .await
-            .expect("down m0012 and m0011");
+            .expect("down m0014 to m0011");
         assert_eq!(count_tables(&db, &REVOCATION_TABLES).await, 0, "{b:?}");
         assert_eq!(table_count(&db).await, 16, "{b:?}: the rest stays");
         assert!(
@@ -354,7 +361,7 @@ async fn the_revocation_migration_rolls_back_and_keeps_certificates() {
         Migrator::up(c, None)
             .await
             .expect("up m0011 and m0012 again");
-        assert_eq!(table_count(&db).await, 26, "{b:?}");
+        assert_eq!(table_count(&db).await, 33, "{b:?}");
         assert!(has_index(&db, "idx_certificates_issuer").await, "{b:?}");
         assert_eq!(
             certificates::get(c, acme, "0a").await.expect("get"),
