@@ -16,6 +16,8 @@ const PROTOS: &[&str] = &[
     "certmesh/ca/v1/ca.proto",
     "certmesh/revocation/v1/revocation.proto",
     "certmesh/fleet/v1/fleet.proto",
+    "certmesh/discovery/v1/discovery.proto",
+    "certmesh/notification/v1/notification.proto",
 ];
 
 fn main() -> io::Result<()> {

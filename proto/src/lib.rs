@@ -65,6 +65,21 @@ pub mod certmesh {
             include!(concat!(env!("OUT_DIR"), "/certmesh.issuance.v1.serde.rs"));
         }
     }
+    pub mod discovery {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/certmesh.discovery.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/certmesh.discovery.v1.serde.rs"));
+        }
+    }
+    pub mod notification {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/certmesh.notification.v1.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/certmesh.notification.v1.serde.rs"
+            ));
+        }
+    }
     pub mod fleet {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/certmesh.fleet.v1.rs"));
@@ -80,8 +95,9 @@ pub mod certmesh {
 }
 
 pub use certmesh::{
-    ca::v1 as ca, common::v1 as common, fleet::v1 as fleet, iam::v1 as iam,
-    issuance::v1 as issuance, revocation::v1 as revocation,
+    ca::v1 as ca, common::v1 as common, discovery::v1 as discovery, fleet::v1 as fleet,
+    iam::v1 as iam, issuance::v1 as issuance, notification::v1 as notification,
+    revocation::v1 as revocation,
 };
 
 #[cfg(test)]
@@ -108,7 +124,7 @@ mod tests {
             .expect("GetProfileVersion is annotated");
         assert_eq!(version.path, "/api/v1/profiles/{name}/versions/{version}");
         assert!(!version.body);
-        assert_eq!(ROUTES.len(), 47);
+        assert_eq!(ROUTES.len(), 67);
     }
 
     #[test]
