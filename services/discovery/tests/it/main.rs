@@ -1,0 +1,4 @@
+//! Integration tests for certmesh-discovery.
+
+mod inventory;
+mod scan;
