@@ -1,0 +1,4 @@
+//! Integration tests for certmesh-notification.
+
+mod channel;
+mod relay;
