@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use certmesh_agent::config::{DEFAULT_CONFIG, Layer, Secret};
+use certmesh_agent::config::{DEFAULT_CONFIG, DiscoveryLayer, Layer, Secret};
 
 /// certmesh fleet agent.
 #[derive(Debug, Parser)]
@@ -62,6 +62,12 @@ pub struct Flags {
     /// key_type: identity key type, ecdsa-p256 or ecdsa-p384.
     #[arg(long, global = true)]
     pub key_type: Option<String>,
+    /// discovery.paths: files and directories searched for certificates, comma-separated.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub discovery_paths: Option<Vec<PathBuf>>,
+    /// discovery.interval: how often to search them again (e.g. 1h, 30m).
+    #[arg(long, global = true)]
+    pub discovery_interval: Option<String>,
 }
 
 impl Flags {
@@ -76,6 +82,8 @@ impl Flags {
             bootstrap_token,
             group,
             key_type,
+            discovery_paths,
+            discovery_interval,
         } = self;
         Layer {
             server,
@@ -86,6 +94,10 @@ impl Flags {
             bootstrap_token: bootstrap_token.map(Secret::new),
             group,
             key_type,
+            discovery: DiscoveryLayer {
+                paths: discovery_paths,
+                interval: discovery_interval,
+            },
         }
     }
 }
@@ -107,11 +119,20 @@ mod tests {
             "https://fleet:8444",
             "--state-dir",
             "/tmp/s",
+            "--discovery-paths",
+            "/etc/ssl/a,/etc/ssl/b",
         ])
         .expect("parses");
         assert!(matches!(cli.command, Command::Enroll { force: true }));
         let layer = cli.flags.into_layer();
         assert_eq!(layer.server.as_deref(), Some("https://fleet:8444"));
+        assert_eq!(
+            layer.discovery.paths,
+            Some(vec![
+                PathBuf::from("/etc/ssl/a"),
+                PathBuf::from("/etc/ssl/b")
+            ])
+        );
         assert_eq!(cli.config, PathBuf::from(DEFAULT_CONFIG));
     }
 }

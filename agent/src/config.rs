@@ -3,11 +3,13 @@
 //!
 //! Every source fills the same [`Layer`] (all keys optional); [`Layer::over`] stacks them and
 //! [`Layer::validate`] destructures the result exhaustively, so a new key cannot be forgotten.
-//! The bootstrap token is a [`Secret`] whose `Debug` never shows it.
+//! The bootstrap token is a [`Secret`] whose `Debug` never shows it. The `[discovery]` table
+//! ([`DiscoveryLayer`]) names the paths searched for certificates to report.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use certmesh_crypto::keys::KeySpec;
 use serde::Deserialize;
@@ -21,6 +23,10 @@ pub const DEFAULT_CONFIG: &str = "/etc/certmesh-agent/agent.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/certmesh-agent";
 /// Prefix of the environment variables, followed by the upper-cased key.
 pub const ENV_PREFIX: &str = "CERTMESH_AGENT_";
+/// How often discovery searches its paths again by default.
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(3600);
+/// The shortest discovery interval (every search reads every file under the paths).
+pub const MIN_DISCOVERY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A secret string (the bootstrap token): zeroized on drop, redacted in `Debug`.
 #[derive(Clone)]
@@ -70,6 +76,94 @@ pub struct Layer {
     pub group: Option<String>,
     /// Key type of the agent's identity key: `ecdsa-p256` (default) or `ecdsa-p384`.
     pub key_type: Option<String>,
+    /// `[discovery]`: where to look for certificates to report.
+    #[serde(default)]
+    pub discovery: DiscoveryLayer,
+}
+
+/// The `[discovery]` table; every key optional, unknown keys rejected.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryLayer {
+    /// Absolute paths of files and directories to search (`CERTMESH_AGENT_DISCOVERY_PATHS`,
+    /// comma-separated). None: discovery is off.
+    pub paths: Option<Vec<PathBuf>>,
+    /// How often to search again, e.g. `"1h"` (default) or `"30m"`
+    /// (`CERTMESH_AGENT_DISCOVERY_INTERVAL`).
+    pub interval: Option<String>,
+}
+
+impl DiscoveryLayer {
+    fn over(self, lower: DiscoveryLayer) -> DiscoveryLayer {
+        DiscoveryLayer {
+            paths: self.paths.or(lower.paths),
+            interval: self.interval.or(lower.interval),
+        }
+    }
+
+    fn validate(self) -> Result<DiscoverySettings> {
+        let DiscoveryLayer { paths, interval } = self;
+        let paths = paths.unwrap_or_default();
+        if let Some(relative) = paths.iter().find(|p| !p.is_absolute()) {
+            return Err(AgentError::config(format!(
+                "discovery path {} must be absolute",
+                relative.display()
+            )));
+        }
+        let interval = match interval.as_deref() {
+            None => DEFAULT_DISCOVERY_INTERVAL,
+            Some(text) => parse_interval(text).map_err(|problem| {
+                AgentError::config(format!("discovery interval {text:?} {problem}"))
+            })?,
+        };
+        Ok(DiscoverySettings { paths, interval })
+    }
+}
+
+/// `<n><unit>` repeated, units `d`, `h`, `m`, `s` (`"1h"`, `"1h30m"`), at least
+/// [`MIN_DISCOVERY_INTERVAL`]; the error completes a sentence about the value.
+fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
+    const FORM: &str = "is not a duration like \"1h\" or \"30m\"";
+    let mut seconds: u64 = 0;
+    let mut number: Option<u64> = None;
+    for ch in text.trim().chars() {
+        if let Some(digit) = ch.to_digit(10) {
+            let n = number.unwrap_or(0).checked_mul(10);
+            number = Some(
+                n.and_then(|n| n.checked_add(u64::from(digit)))
+                    .ok_or("is too long")?,
+            );
+            continue;
+        }
+        let unit = match ch {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(FORM.to_owned()),
+        };
+        let part = number.take().ok_or(FORM)?.checked_mul(unit);
+        seconds = part
+            .and_then(|p| seconds.checked_add(p))
+            .ok_or("is too long")?;
+    }
+    if number.is_some() || text.trim().is_empty() {
+        return Err(FORM.to_owned());
+    }
+    let interval = Duration::from_secs(seconds);
+    if interval < MIN_DISCOVERY_INTERVAL {
+        return Err("is shorter than 1m".to_owned());
+    }
+    Ok(interval)
+}
+
+/// A comma-separated list of paths, blanks dropped.
+fn path_list(text: &str) -> Vec<PathBuf> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 impl Layer {
@@ -102,6 +196,10 @@ impl Layer {
             bootstrap_token: get("bootstrap_token").map(Secret::new),
             group: get("group"),
             key_type: get("key_type"),
+            discovery: DiscoveryLayer {
+                paths: get("discovery_paths").map(|v| path_list(&v)),
+                interval: get("discovery_interval"),
+            },
         }
     }
 
@@ -116,6 +214,7 @@ impl Layer {
             bootstrap_token: self.bootstrap_token.or(lower.bootstrap_token),
             group: self.group.or(lower.group),
             key_type: self.key_type.or(lower.key_type),
+            discovery: self.discovery.over(lower.discovery),
         }
     }
 
@@ -130,6 +229,7 @@ impl Layer {
             bootstrap_token,
             group,
             key_type,
+            discovery,
         } = self;
         if let Some(url) = &server
             && !url.starts_with("https://")
@@ -155,6 +255,7 @@ impl Layer {
             bootstrap_token,
             group,
             key_type,
+            discovery: discovery.validate()?,
         })
     }
 }
@@ -178,6 +279,17 @@ pub struct Settings {
     pub group: Option<String>,
     /// The identity key's type.
     pub key_type: KeySpec,
+    /// Certificate discovery.
+    pub discovery: DiscoverySettings,
+}
+
+/// Validated `[discovery]` settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoverySettings {
+    /// Files and directories searched; empty means discovery is off.
+    pub paths: Vec<PathBuf>,
+    /// Time between searches.
+    pub interval: Duration,
 }
 
 impl Settings {
@@ -334,6 +446,94 @@ mod tests {
         .validate()
         .expect("valid");
         assert_eq!(both.bootstrap_token().expect("token").expose(), "direct");
+    }
+
+    #[test]
+    fn discovery_comes_from_the_file_the_environment_and_flags() {
+        let file = Layer::from_toml(
+            "[discovery]\npaths = [\"/etc/ssl/private-certs\"]\ninterval = \"2h\"\n",
+            Path::new("agent.toml"),
+        )
+        .expect("parses");
+        let s = file.clone().validate().expect("valid");
+        assert_eq!(s.discovery.paths, [PathBuf::from("/etc/ssl/private-certs")]);
+        assert_eq!(s.discovery.interval, Duration::from_secs(7200));
+
+        let env = Layer::from_env(env(&[
+            (
+                "CERTMESH_AGENT_DISCOVERY_PATHS",
+                "/etc/nginx/certs, /srv/tls,,",
+            ),
+            ("CERTMESH_AGENT_DISCOVERY_INTERVAL", "1h30m"),
+        ]));
+        let s = env.over(file.clone()).validate().expect("valid");
+        assert_eq!(
+            s.discovery.paths,
+            [PathBuf::from("/etc/nginx/certs"), PathBuf::from("/srv/tls")]
+        );
+        assert_eq!(s.discovery.interval, Duration::from_secs(5400));
+
+        let flags = Layer {
+            discovery: DiscoveryLayer {
+                interval: Some("10m".into()),
+                ..DiscoveryLayer::default()
+            },
+            ..Layer::default()
+        };
+        let s = flags.over(file).validate().expect("valid");
+        assert_eq!(s.discovery.interval, Duration::from_secs(600));
+        assert_eq!(s.discovery.paths.len(), 1, "the file's paths stay");
+
+        let off = Layer::default().validate().expect("valid");
+        assert!(off.discovery.paths.is_empty());
+        assert_eq!(off.discovery.interval, DEFAULT_DISCOVERY_INTERVAL);
+    }
+
+    #[test]
+    fn bad_discovery_settings_are_refused() {
+        let typo = Layer::from_toml("[discovery]\npath = [\"/x\"]\n", Path::new("agent.toml"));
+        assert!(typo.expect_err("typo").to_string().contains("path"));
+        let relative = Layer::from_env(env(&[("CERTMESH_AGENT_DISCOVERY_PATHS", "certs")]));
+        let err = relative.validate().expect_err("relative");
+        assert!(err.to_string().contains("absolute"), "{err}");
+        for bad in [
+            "",
+            "10",
+            "1x",
+            "30s",
+            "1.5h",
+            "h",
+            "-1h",
+            "99999999999999999999d",
+        ] {
+            let layer = Layer {
+                discovery: DiscoveryLayer {
+                    interval: Some(bad.into()),
+                    ..DiscoveryLayer::default()
+                },
+                ..Layer::default()
+            };
+            assert!(layer.validate().is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_interval("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_interval("90s"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn the_documented_discovery_example_parses() {
+        let text = include_str!("../agent.example.toml");
+        let start = text.find("# [discovery]").expect("documented");
+        let section: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let s = Layer::from_toml(&section, Path::new("agent.example.toml"))
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert!(!s.discovery.paths.is_empty());
+        assert_eq!(s.discovery.interval, DEFAULT_DISCOVERY_INTERVAL);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! lives across reconnects; its CSRs and results queue while the agent is disconnected and go
 //! out on the next stream. The identity is renewed once `Welcome.renew_identity_after` (else
 //! two thirds of its lifetime) has passed, checked right after the Welcome and every minute.
+//! With discovery paths configured, a [`discover::Reporter`] reports the certificates found
+//! on disk while the stream is up.
 //!
 //! A dropped stream is retried with [`Backoff`]. `Retired`, or a refusal with reason
 //! AGENT_RETIRED, ends the run with [`RunEnd::Retired`] (exit status 0, which systemd does not
@@ -35,7 +37,7 @@ use crate::deploy::Deployer;
 use crate::error::{AgentError, Result};
 use crate::jobs::{Work, Worker};
 use crate::state::{StateDir, StatusBook};
-use crate::{host, identity};
+use crate::{discover, host, identity};
 
 /// Heartbeat period until the Welcome names one.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
@@ -212,6 +214,8 @@ impl Agent {
         let mut renew_check = interval(RENEWAL_CHECK);
         renew_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut renewal = Renewal::default();
+        // Runs beside the stream and stops with it (dropped on return).
+        let _discovery = discover::spawn(&self.settings.discovery, tx.clone());
         loop {
             tokio::select! {
                 incoming = inbound.message() => {

@@ -1,12 +1,13 @@
 //! Enroll and run against a scripted fleet server over real TLS and mTLS: the error format,
 //! the state files, a job from CSR to result (with a retry reusing the key), identity renewal
-//! and the next connection presenting it, retirement and shutdown.
+//! and the next connection presenting it, retirement and shutdown, discovery reports.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use certmesh_agent::AgentError;
 use certmesh_agent::clock::SystemClock;
+use certmesh_agent::config::DiscoverySettings;
 use certmesh_agent::enroll::enroll;
 use certmesh_agent::session::{RunEnd, run};
 use certmesh_agent::state::{SafeId, StateDir};
@@ -277,4 +278,42 @@ async fn run_before_enroll_is_not_enrolled() {
     let (agent, _stop) = start(&fleet);
     let err = agent.await.expect("joins").expect_err("not enrolled");
     assert!(matches!(err, AgentError::NotEnrolled { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn discovery_reports_the_certificates_on_disk_after_the_hello() {
+    install_provider();
+    let mut fleet = Fleet::start().await;
+    enroll(&fleet.settings(TOKEN), false)
+        .await
+        .expect("enrolls");
+    let found = fleet.dir.path().join("found");
+    std::fs::create_dir_all(&found).expect("mkdir");
+    let (key, leaf) = crate::support::Pki::new("Found CA").leaf(&["found.example.test"], &[]);
+    std::fs::write(found.join("site.pem"), format!("{key}{}", leaf.to_pem())).expect("write");
+    let mut settings = fleet.settings(TOKEN);
+    settings.discovery = DiscoverySettings {
+        paths: vec![found.clone()],
+        interval: std::time::Duration::from_secs(3600),
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let agent = tokio::spawn(async move { run(&settings, Arc::new(SystemClock), shutdown).await });
+
+    let mut stream = fleet.next_session().await;
+    let Up::Hello(_) = stream.next().await else {
+        panic!("Hello first")
+    };
+    let Up::Discovery(report) = stream.next().await else {
+        panic!("a discovery report right after the Hello")
+    };
+    assert_eq!(report.files.len(), 1);
+    assert_eq!(
+        report.files[0].path,
+        found.join("site.pem").display().to_string()
+    );
+    assert_eq!(report.files[0].certificates, [leaf.der().to_vec()]);
+
+    stop.send(true).expect("agent running");
+    let end = agent.await.expect("joins").expect("runs");
+    assert_eq!(end, RunEnd::Shutdown);
 }
