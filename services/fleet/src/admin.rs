@@ -458,4 +458,61 @@ impl Fleet {
         self.wake.notify_one();
         Ok((count, jobs))
     }
+
+    /// Makes a "deploy" job for each deployment of binding `binding` (on `agent` only, when
+    /// given) that has a certificate and no open job; returns the jobs made.
+    pub async fn redeploy(
+        &self,
+        auth: &AuthContext,
+        binding: &str,
+        agent: &str,
+    ) -> Result<Vec<JobRecord>, FleetError> {
+        let binding_id = parse_id("binding_id", binding)?;
+        let agent_id = (!agent.trim().is_empty())
+            .then(|| parse_id("agent_id", agent))
+            .transpose()?;
+        let now = self.now();
+        let tx = self.store().begin_tenant(auth.tenant_id).await?;
+        if fleet::get_binding(&tx, auth.tenant_id, binding_id)
+            .await?
+            .is_none()
+        {
+            return Err(FleetError::BindingNotFound(binding.trim().to_owned()));
+        }
+        let filter = DeploymentFilter {
+            agent_id,
+            binding_id: Some(binding_id),
+            serial: None,
+        };
+        let deployments: Vec<DeploymentRecord> =
+            fleet::list_deployments(&tx, auth.tenant_id, &filter)
+                .await?
+                .into_iter()
+                .filter(|d| !d.serial.is_empty())
+                .collect();
+        if deployments.is_empty() {
+            return Err(FleetError::NotDeployed(format!("binding {binding_id}")));
+        }
+        let mut jobs = Vec::new();
+        for d in &deployments {
+            if let Some(job) =
+                fleet::insert_deploy_job(&tx, d, self.config().max_attempts, now).await?
+            {
+                jobs.push(job);
+            }
+        }
+        self.commit_with(
+            auth,
+            tx,
+            (
+                "fleet.binding.redeploy",
+                format!("binding:{binding_id}"),
+                json!({"deployments": deployments.len(), "jobs": jobs.len()}),
+            ),
+            "fleet.binding.redeploy",
+        )
+        .await?;
+        self.wake.notify_one();
+        Ok(jobs)
+    }
 }

@@ -329,4 +329,18 @@ impl FleetService for Fleet {
         let (deployments, jobs) = Fleet::renew_now(self, &auth, &request.get_ref().serial).await?;
         Ok(Response::new(pb::RenewNowResponse { deployments, jobs }))
     }
+
+    async fn redeploy(
+        &self,
+        request: Request<pb::RedeployRequest>,
+    ) -> Result<Response<pb::RedeployResponse>, Status> {
+        let auth = self
+            .authorize(&request, Permission::FleetManage, "fleet.binding.redeploy")
+            .await?;
+        let r = request.get_ref();
+        let jobs = Fleet::redeploy(self, &auth, &r.binding_id, &r.agent_id).await?;
+        Ok(Response::new(pb::RedeployResponse {
+            jobs: jobs.iter().map(job_message).collect(),
+        }))
+    }
 }

@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use certmesh_crypto::cert::pem_from_der;
 use certmesh_crypto::csr::Csr;
 use certmesh_kit::reason::reason_of;
 use certmesh_proto::fleet::{self as pb, server_message::Message as Out};
 use certmesh_proto::issuance::{IssueRequest, issuance_service_client::IssuanceServiceClient};
 use certmesh_store::fleet::{self, DeploymentRecord, IssuedCert, JobRecord, state};
-use certmesh_store::{StoreError, TenantId, outbox, tokens};
+use certmesh_store::{StoreError, TenantId, certificates, outbox, tokens};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tonic::Code;
@@ -131,14 +132,16 @@ impl Fleet {
         {
             return Ok(None);
         }
+        let (certificate_pem, chain_pem) = deploy_material(&tx, tenant, job).await?;
+
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Some(pb::Job {
             job_id: job.id.to_string(),
             kind: job.kind.clone(),
             binding: Some(crate::admin::binding_message(&binding, &spec)),
             attempt: job.attempts,
-            certificate_pem: String::new(),
-            chain_pem: String::new(),
+            certificate_pem,
+            chain_pem,
         }))
     }
 
@@ -542,6 +545,23 @@ impl Fleet {
         self.end_attempt(who, &job, outcome, &detail, true).await?;
         Ok(())
     }
+}
+
+/// What a deploy job installs: its certificate and chain (PEM); empty for other kinds.
+pub(crate) async fn deploy_material<C: sea_orm::ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    job: &JobRecord,
+) -> Result<(String, String), FleetError> {
+    if job.kind != "deploy" {
+        return Ok((String::new(), String::new()));
+    }
+    let cert = certificates::get(c, tenant, &job.serial)
+        .await?
+        .ok_or_else(|| {
+            FleetError::Corrupt(format!("deploy job {} without its certificate", job.id))
+        })?;
+    Ok((pem_from_der(&cert.certificate_der), cert.chain_pem))
 }
 
 fn job_failed(job_id: &str, reason: &str, message: &str, will_retry: bool) -> Out {

@@ -213,6 +213,13 @@ impl Fleet {
             let spec = BindingSpec::from_json(&b.spec)?;
             bindings.insert(id, (b, spec));
         }
+        let mut material = HashMap::new();
+        for job in jobs.iter().filter(|j| j.kind == "deploy") {
+            material.insert(
+                job.id,
+                crate::jobs::deploy_material(&tx, tenant, job).await?,
+            );
+        }
         let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
         fleet::mark_sent(&tx, tenant, &ids, now).await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -220,6 +227,7 @@ impl Fleet {
             .into_iter()
             .filter_map(|job| {
                 let (b, spec) = bindings.get(&job.binding_id)?;
+                let (certificate_pem, chain_pem) = material.remove(&job.id).unwrap_or_default();
                 Some((
                     job.agent_id,
                     pb::Job {
@@ -227,8 +235,8 @@ impl Fleet {
                         kind: job.kind.clone(),
                         binding: Some(crate::admin::binding_message(b, spec)),
                         attempt: job.attempts,
-                        certificate_pem: String::new(),
-                        chain_pem: String::new(),
+                        certificate_pem,
+                        chain_pem,
                     },
                 ))
             })

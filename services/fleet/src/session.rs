@@ -175,6 +175,10 @@ impl Fleet {
                     self.record_result(who, result).await;
                     None
                 }
+                Some(In::Discovery(report)) => {
+                    self.record_discovery(who, report).await;
+                    None
+                }
                 Some(In::RenewIdentity(renew)) => {
                     match self.renew_identity(who, &renew.csr).await {
                         Ok(message) => Some(message),
@@ -189,6 +193,27 @@ impl Fleet {
                 && !send(tx, reply).await
             {
                 return;
+            }
+        }
+    }
+
+    /// Hands the certificates an agent found on its disk to the discovery inventory.
+    async fn record_discovery(&self, who: AgentIdentity, report: pb::DiscoveryReport) {
+        let now = self.now();
+        match certmesh_discovery::inventory::record_filesystem(
+            self.store(),
+            who.tenant,
+            who.agent,
+            &report.files,
+            now,
+        )
+        .await
+        {
+            Ok(n) => {
+                tracing::info!(agent = %who.agent, files = report.files.len(), certificates = n, "Agent discovery report recorded.")
+            }
+            Err(e) => {
+                tracing::warn!(agent = %who.agent, error = %e, "Recording an agent discovery report failed.")
             }
         }
     }

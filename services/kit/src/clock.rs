@@ -48,6 +48,14 @@ impl Clock for TestClock {
     }
 }
 
+/// `t` as a protobuf `Timestamp`, for API messages.
+pub fn timestamp(t: DateTime<Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,10 @@ pub enum Permission {
     PrincipalsWrite,
     FleetRead,
     FleetManage,
+    DiscoveryRead,
+    DiscoveryManage,
+    NotificationsRead,
+    NotificationsManage,
 }
 
 impl Permission {
@@ -65,6 +69,10 @@ impl Permission {
         Permission::PrincipalsWrite,
         Permission::FleetRead,
         Permission::FleetManage,
+        Permission::DiscoveryRead,
+        Permission::DiscoveryManage,
+        Permission::NotificationsRead,
+        Permission::NotificationsManage,
     ];
 
     /// The wire and documentation name, `resource:verb`.
@@ -86,6 +94,10 @@ impl Permission {
             Permission::PrincipalsWrite => "principals:write",
             Permission::FleetRead => "fleet:read",
             Permission::FleetManage => "fleet:manage",
+            Permission::DiscoveryRead => "discovery:read",
+            Permission::DiscoveryManage => "discovery:manage",
+            Permission::NotificationsRead => "notifications:read",
+            Permission::NotificationsManage => "notifications:manage",
         }
     }
 }
@@ -139,6 +151,10 @@ impl Role {
                     | P::CasManage
                     | P::FleetRead
                     | P::FleetManage
+                    | P::DiscoveryRead
+                    | P::DiscoveryManage
+                    | P::NotificationsRead
+                    | P::NotificationsManage
             ),
             Role::RaOfficer => matches!(
                 p,
@@ -158,10 +174,12 @@ impl Role {
                     | P::CasRead
                     | P::PrincipalsRead
                     | P::FleetRead
+                    | P::DiscoveryRead
+                    | P::NotificationsRead
             ),
             Role::Viewer => matches!(
                 p,
-                P::CertsRead | P::ProfilesRead | P::CasRead | P::FleetRead
+                P::CertsRead | P::ProfilesRead | P::CasRead | P::FleetRead | P::DiscoveryRead
             ),
             Role::Agent => matches!(p, P::CertsIssue),
         }

@@ -93,6 +93,21 @@ reasons! {
     BindingExists => "BINDING_EXISTS", "The tenant already has a binding with that name.";
     BindingNotFound => "BINDING_NOT_FOUND", "No live binding has that id in this tenant.";
     JobNotFound => "JOB_NOT_FOUND", "No job has that id in this tenant.";
+    ScanTargetInvalid => "SCAN_TARGET_INVALID", "A scan target field is malformed (host, CIDR over the size limit, port, SNI name or interval).";
+    ScanTargetRefused => "SCAN_TARGET_REFUSED", "The SSRF guard refuses the address (loopback, link-local, cloud metadata) unless the server allows it.";
+    ScanTargetExists => "SCAN_TARGET_EXISTS", "The tenant already has a scan target with that name.";
+    ScanTargetNotFound => "SCAN_TARGET_NOT_FOUND", "No scan target has that id in this tenant.";
+    ScanNotFound => "SCAN_NOT_FOUND", "No scan has that id in this tenant.";
+    DiscoveredNotFound => "DISCOVERED_NOT_FOUND", "No discovered certificate has that id in this tenant.";
+    ClaimInvalid => "CLAIM_INVALID", "The find cannot be claimed as asked (no agent to deploy on, no names, or a bad path).";
+    ChannelInvalid => "CHANNEL_INVALID", "A channel's kind, settings or secrets are missing or malformed.";
+    ChannelExists => "CHANNEL_EXISTS", "The tenant already has a channel with that name.";
+    ChannelNotFound => "CHANNEL_NOT_FOUND", "No channel has that id in this tenant.";
+    RuleInvalid => "RULE_INVALID", "A rule names no event types, a malformed pattern, or a channel that does not exist.";
+    RuleExists => "RULE_EXISTS", "The tenant already has a rule with that name.";
+    RuleNotFound => "RULE_NOT_FOUND", "No rule has that id in this tenant.";
+    DeliveryNotFound => "DELIVERY_NOT_FOUND", "No delivery has that id in this tenant.";
+    DeliveryNotDead => "DELIVERY_NOT_DEAD", "Only a dead delivery can be requeued.";
     BackendUnavailable => "BACKEND_UNAVAILABLE", "The gateway could not reach the role that serves the request.";
     Internal => "INTERNAL", "An internal error; details are in the server log under the request's trace id.";
 }
