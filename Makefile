@@ -7,6 +7,7 @@ export CERTMESH_TEST_DATABASE_URL
 # Python tools used as independent verifiers (pkilint); one venv per requirements file.
 VENV ?= $(HOME)/.cache/certmesh/venv-$(shell sha256sum e2e/requirements.txt | cut -c1-12)
 export CERTMESH_PKILINT := $(VENV)/bin/lint_pkix_cert
+export CERTMESH_PYTHON := $(VENV)/bin/python
 export CERTMESH_BIN := $(CARGO_TARGET_DIR)/debug/certmesh
 export CERTMESH_AGENT_BIN := $(CARGO_TARGET_DIR)/debug/certmesh-agent
 ARGS ?=

@@ -28,7 +28,7 @@ use crate::support::{
 const JOB: Duration = Duration::from_secs(60);
 
 /// The `certmesh-agent` binary: `CERTMESH_AGENT_BIN`, or next to `certmesh`.
-fn agent_bin() -> PathBuf {
+pub(crate) fn agent_bin() -> PathBuf {
     if let Some(path) = env::var_os("CERTMESH_AGENT_BIN") {
         return PathBuf::from(path);
     }
@@ -487,6 +487,9 @@ fn an_agent_enrolls_deploys_to_nginx_verifies_renews_and_rolls_back() {
     );
     let served_after = nginx.serves(&third["served_sha256"]);
 
+    // Redeploy: files edited by hand get the current certificate back, with no new issuance.
+    redeploy_restores_the_files(&server, &nginx, &web_id, &third, &served_after);
+
     // A failing validate command: nothing live changes, the files are restored byte for byte.
     let cert_before = fs::read(nginx.cert_path()).expect("cert");
     let key_before = fs::read(nginx.key_path()).expect("key");
@@ -572,6 +575,66 @@ fn an_agent_enrolls_deploys_to_nginx_verifies_renews_and_rolls_back() {
         "retired"
     );
     nginx_serves_the_verified_certificate(&nginx, &served_after);
+}
+
+fn redeploy_restores_the_files(
+    server: &DevServer,
+    nginx: &Nginx,
+    binding: &str,
+    current: &Value,
+    served: &str,
+) {
+    let pristine = fs::read(nginx.cert_path()).expect("cert");
+    let mut edited = pristine.clone();
+    edited.extend_from_slice(b"\n# edited by hand\n");
+    fs::write(nginx.cert_path(), &edited).expect("edit");
+    let issued_before = server.api.certificate_count();
+    let made = post(
+        server,
+        &format!("/api/v1/fleet/bindings/{binding}/redeploy"),
+        &json!({}),
+    );
+    let jobs = made["jobs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(jobs.len(), 1, "one deploy job per deployment: {made}");
+    assert_eq!(jobs[0]["kind"], "deploy");
+    let job_id = jobs[0]["id"].as_str().expect("job id").to_string();
+    let done = assert_eventually("the deploy job is verified", JOB, || {
+        let job = server.api.get(&format!("/api/v1/fleet/jobs/{job_id}")).ok();
+        if job["state"] == "succeeded" {
+            Ok(job)
+        } else {
+            Err(job.to_string())
+        }
+    });
+    assert_eq!(done["outcome"], "verified", "{done}");
+    assert_eq!(done["serial"], current["serial"], "the same certificate");
+    assert_eq!(fs::read(nginx.cert_path()).expect("cert"), pristine);
+    assert_eq!(nginx.served().expect("nginx serves"), served);
+    assert_eq!(
+        server.api.certificate_count(),
+        issued_before,
+        "nothing was issued"
+    );
+    let after = deployments(server, binding);
+    assert_eq!(after[0]["serial"], current["serial"], "{after:?}");
+
+    // Bad input changes nothing.
+    server
+        .api
+        .post(
+            &format!("/api/v1/fleet/bindings/{}/redeploy", uuid_like(9)),
+            b"{}",
+            &[],
+        )
+        .error(404, "NOT_FOUND", "BINDING_NOT_FOUND");
+    server
+        .api
+        .post(
+            &format!("/api/v1/fleet/bindings/{binding}/redeploy"),
+            br#"{"agent_id": "not-an-id"}"#,
+            &[],
+        )
+        .error(400, "INVALID_ARGUMENT", "REQUEST_INVALID");
 }
 
 fn nginx_serves_the_verified_certificate(nginx: &Nginx, expected: &str) {

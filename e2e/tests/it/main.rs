@@ -15,3 +15,4 @@ mod revocation;
 mod split_postgres;
 mod support;
 mod tenancy;
+mod watch;

@@ -1,7 +1,9 @@
 //! Command-line surface of the `certmesh` binary. Every flag has a `CERTMESH_*` variable.
 
 mod ca;
+mod discovery;
 mod fleet;
+mod notify;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -9,9 +11,11 @@ use certmesh_kit::Secret;
 use clap::{Args, Parser, Subcommand};
 
 pub use self::ca::{CaCommand, CaParamsArgs, CeremonyCommand, CeremonyPurpose, CeremonyStartArgs};
+pub use self::discovery::{ClaimArgs, DiscoveryCommand, ListDiscoveredArgs, ScanTargetCommand};
 pub use self::fleet::{
     AgentCommand, BindingArgs, BindingCommand, FleetCommand, FleetTokenCommand, JobCommand,
 };
+pub use self::notify::{ChannelArgs, ChannelCommand, NotifyCommand, RuleCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,6 +101,27 @@ pub enum Command {
         #[command(subcommand)]
         command: FleetCommand,
     },
+    /// Certificates already out there: scan targets, scans, and the inventory of finds to
+    /// claim or dismiss, through the gateway.
+    ///
+    /// Scans: `scan <target-id>` runs one and waits for it, `scans` lists them, `scan-show
+    /// <scan-id>` shows one. Finds: `list`, then `show`, `claim` or `dismiss` by id.
+    Discovery {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: DiscoveryCommand,
+    },
+    /// Where events go: channels, routing rules, the delivery log, through the gateway.
+    ///
+    /// Channel secrets are given as `--secret KEY=VALUE` or, to keep them off the command line,
+    /// `--secret-env KEY=ENVVAR` (the value is read from that environment variable).
+    Notify {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -110,7 +135,8 @@ pub struct ServerArgs {
     /// Listen address.
     #[arg(long, env = "CERTMESH_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Roles to run, comma-separated: issuance, iam, ca, revocation, fleet, gateway.
+    /// Roles to run, comma-separated: issuance, iam, ca, revocation, fleet, discovery,
+    /// notification, gateway.
     #[arg(long, env = "CERTMESH_SERVICES", value_delimiter = ',')]
     pub services: Vec<String>,
     /// Database URL: postgres://… or sqlite://path.
@@ -196,6 +222,59 @@ pub struct ServerArgs {
     /// Wait after a job's first failed attempt (doubled per attempt, at most 10 min).
     #[arg(long, env = "CERTMESH_FLEET_RETRY_BASE", default_value = "10s")]
     pub fleet_retry_base: String,
+    /// Where the gateway reaches the discovery role when it is not in this process.
+    #[arg(long, env = "CERTMESH_DISCOVERY_ENDPOINT")]
+    pub discovery_endpoint: Option<String>,
+    /// Where the gateway reaches the notification role when it is not in this process.
+    #[arg(long, env = "CERTMESH_NOTIFICATION_ENDPOINT")]
+    pub notification_endpoint: Option<String>,
+    /// Largest CIDR block a scan target may name, in addresses.
+    #[arg(long, env = "CERTMESH_SCAN_MAX_ADDRESSES", default_value_t = 4096)]
+    pub scan_max_addresses: u64,
+    /// TLS handshakes in flight per scan.
+    #[arg(long, env = "CERTMESH_SCAN_CONCURRENCY", default_value_t = 64)]
+    pub scan_concurrency: usize,
+    /// Time allowed to connect, then again to complete the TLS handshake, per endpoint.
+    #[arg(long, env = "CERTMESH_SCAN_TIMEOUT", default_value = "5s")]
+    pub scan_timeout: String,
+    /// How often the discovery scheduler looks for scan targets that are due.
+    #[arg(long, env = "CERTMESH_SCAN_TICK", default_value = "30s")]
+    pub scan_tick: String,
+    /// Ranges scans may always dial, comma-separated CIDRs (over the SSRF guard's refusals).
+    #[arg(long, env = "CERTMESH_SCAN_ALLOW", value_delimiter = ',')]
+    pub scan_allow: Vec<String>,
+    /// Let scans dial loopback addresses (127.0.0.0/8, ::1).
+    #[arg(long, env = "CERTMESH_DANGEROUS_SCAN_LOOPBACK")]
+    pub dangerous_scan_loopback: bool,
+    /// Let scans dial link-local addresses (cloud metadata addresses stay refused).
+    #[arg(long, env = "CERTMESH_DANGEROUS_SCAN_LINK_LOCAL")]
+    pub dangerous_scan_link_local: bool,
+    /// Refuse RFC 1918 and other private ranges to scans.
+    #[arg(long, env = "CERTMESH_SCAN_DENY_PRIVATE")]
+    pub scan_deny_private: bool,
+    /// Expiry alert thresholds in days, comma-separated.
+    #[arg(
+        long,
+        env = "CERTMESH_NOTIFY_THRESHOLDS",
+        value_delimiter = ',',
+        default_value = "30,14,7,1,0"
+    )]
+    pub notify_thresholds: Vec<u32>,
+    /// Wait after a delivery's first failed attempt (doubled per attempt, at most 1h).
+    #[arg(long, env = "CERTMESH_NOTIFY_RETRY_BASE", default_value = "30s")]
+    pub notify_retry_base: String,
+    /// Attempts per delivery before it is dead-lettered.
+    #[arg(long, env = "CERTMESH_NOTIFY_MAX_ATTEMPTS", default_value_t = 5)]
+    pub notify_max_attempts: u32,
+    /// How often the relay and the sender run.
+    #[arg(long, env = "CERTMESH_NOTIFY_EVERY", default_value = "2s")]
+    pub notify_every: String,
+    /// How often the expiry watcher runs.
+    #[arg(long, env = "CERTMESH_NOTIFY_EXPIRY_EVERY", default_value = "1m")]
+    pub notify_expiry_every: String,
+    /// Time allowed for one delivery.
+    #[arg(long, env = "CERTMESH_NOTIFY_TIMEOUT", default_value = "10s")]
+    pub notify_timeout: String,
     /// Tenant whose built-in CA the issuance role bootstraps at start.
     #[arg(long, env = "CERTMESH_TENANT", default_value = "default")]
     pub tenant: String,

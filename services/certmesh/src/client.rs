@@ -2,7 +2,9 @@
 //! same shape as the REST API) and errors as `CODE (REASON): message`.
 
 mod ca;
+mod discovery;
 mod fleet;
+mod notify;
 
 use std::fs;
 
@@ -21,7 +23,9 @@ use serde::Serialize;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
 pub use self::ca::{ca, ceremony};
+pub use self::discovery::discovery;
 pub use self::fleet::fleet;
+pub use self::notify::notify;
 use crate::cli::{
     ApprovalCommand, CertCommand, ClientArgs, PrincipalCommand, ProfileCommand, TokenCommand,
 };

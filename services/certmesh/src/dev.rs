@@ -41,6 +41,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     cli::ServerArgs,
+    roles,
     server::{
         ca_backends, fleet_backends, iam_backends, issuance_backends, issuance_channel,
         leaf_pointers, rate_limit, revocation_backends, store_ready,
@@ -137,6 +138,14 @@ pub async fn run(
     )
     .await?;
     backends.extend(fleet);
+    let fleet_channel = roles::fleet_channel(&backends, None, None)?;
+    let (discovery, discovery_role) =
+        roles::discovery_backends(args, &store, clock.clone(), fleet_channel)?;
+    backends.extend(discovery);
+    let kek = Kek::from_file(&paths.kek).context("loading the development key-encryption key")?;
+    let (notification, notification_role) =
+        roles::notification_backends(args, &store, clock.clone(), kek)?;
+    backends.extend(notification);
     let state = GatewayState {
         backends,
         metrics,
@@ -147,6 +156,8 @@ pub async fn run(
     let router = certmesh_gateway::router(state).await;
     banner(addr, &paths, &revocation_role.pki_url(), fleet_role.addr());
     serve(listener, router, Some(tls), shutdown_signal()).await?;
+    notification_role.stop().await;
+    discovery_role.stop().await;
     fleet_role.stop().await;
     revocation_role.stop().await;
     tracing::info!("certmesh stopped.");

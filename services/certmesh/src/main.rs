@@ -1,11 +1,12 @@
 //! The `certmesh` binary: server roles (`server`), schema and token administration (`migrate`,
 //! `token`), and the operator CLI (`cert`, `profile`, `approval`, `principal`, `ceremony`,
-//! `ca`, `fleet`), a gRPC client of the gateway.
+//! `ca`, `fleet`, `discovery`, `notify`), a gRPC client of the gateway.
 
 mod admin;
 mod cli;
 mod client;
 mod dev;
+mod roles;
 mod server;
 
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
             Command::Ceremony { client, command } => client::ceremony(&client, command).await,
             Command::Ca { client, command } => client::ca(&client, command).await,
             Command::Fleet { client, command } => client::fleet(&client, command).await,
+            Command::Discovery { client, command } => client::discovery(&client, command).await,
+            Command::Notify { client, command } => client::notify(&client, command).await,
         }
     });
     match result {

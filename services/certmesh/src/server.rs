@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fs, path::Path, sync::Arc};
 
 use anyhow::{Context, bail};
 use certmesh_ca::Hierarchy;
-use certmesh_crypto::keys::{Kek, KeyBackend, SealedFileBackend};
+use certmesh_crypto::keys::{KeyBackend, SealedFileBackend};
 use certmesh_fleet::{Fleet, IssuanceChannel, identity::IdentityCa, listener::AgentListener};
 use certmesh_gateway::{Backend, GatewayState};
 use certmesh_iam::Iam;
@@ -40,10 +40,19 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tower::Layer;
 
-use crate::{cli::ServerArgs, dev};
+use crate::{cli::ServerArgs, dev, roles};
 
 /// Roles this build can run.
-const ROLES: &[&str] = &["issuance", "iam", "ca", "revocation", "fleet", "gateway"];
+const ROLES: &[&str] = &[
+    "issuance",
+    "iam",
+    "ca",
+    "revocation",
+    "fleet",
+    "discovery",
+    "notification",
+    "gateway",
+];
 /// gRPC services of the issuance role.
 const ISSUANCE_SERVICES: [&str; 3] = [
     IssuanceServiceServer::<Issuance>::NAME,
@@ -400,14 +409,31 @@ fn key_backend(args: &ServerArgs) -> anyhow::Result<Arc<dyn KeyBackend>> {
         .key_dir
         .clone()
         .context("--key-dir is required for the issuance and ca roles")?;
-    let kek = match &args.kek_file {
-        Some(path) => Kek::from_file(path).context("reading --kek-file")?,
-        None => Kek::from_env("CERTMESH_KEK")
-            .context("the issuance and ca roles need --kek-file or CERTMESH_KEK")?,
-    };
+    let kek = roles::load_kek(args, "the issuance and ca roles")?;
     Ok(Arc::new(
         SealedFileBackend::new(dir, kek).context("opening the key directory")?,
     ))
+}
+
+/// Routes `service` to the role at `endpoint`, or warns that its API is off.
+fn remote_backend(
+    backends: &mut BTreeMap<String, Backend>,
+    service: &str,
+    endpoint: Option<&str>,
+    bundle: Option<&[u8]>,
+    role: &str,
+) -> anyhow::Result<()> {
+    match endpoint {
+        Some(url) => {
+            let channel = certmesh_kit::grpc::lazy_channel(url, bundle)?;
+            backends.insert(service.to_string(), Backend::remote(channel));
+        }
+        None => tracing::warn!(
+            role,
+            "No such role here and no --{role}-endpoint: its API is off."
+        ),
+    }
+    Ok(())
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -432,7 +458,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let has = |r: &str| args.services.iter().any(|s| s == r);
     if args.services.is_empty() {
         bail!(
-            "name the roles to run with --services (issuance, iam, ca, revocation, fleet, gateway), or use --dev"
+            "name the roles to run with --services (issuance, iam, ca, revocation, fleet, discovery, notification, gateway), or use --dev"
         );
     }
     let tls_pem = match (&args.tls_cert, &args.tls_key) {
@@ -450,10 +476,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
 
     let mut backends = BTreeMap::new();
-    let store = if has("issuance") || has("iam") || has("ca") || has("revocation") || has("fleet") {
-        let url = args.database_url.as_deref().context(
-            "--database-url is required for the issuance, iam, ca, revocation and fleet roles",
-        )?;
+    let needs_store = [
+        "issuance",
+        "iam",
+        "ca",
+        "revocation",
+        "fleet",
+        "discovery",
+        "notification",
+    ];
+    let store = if needs_store.iter().any(|r| has(r)) {
+        let url = args
+            .database_url
+            .as_deref()
+            .context("--database-url is required for every role but the gateway")?;
         let s = Store::connect(url)
             .await
             .context("connecting to the database")?;
@@ -569,6 +605,36 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let mut background = Vec::new();
+    if let (true, Some(s)) = (has("discovery"), &store) {
+        let fleet =
+            roles::fleet_channel(&backends, args.fleet_endpoint.as_deref(), bundle.as_deref())?;
+        let (b, role) = roles::discovery_backends(&args, s, clock.clone(), fleet)?;
+        backends.extend(b);
+        background.push(role);
+    } else if has("gateway") {
+        remote_backend(
+            &mut backends,
+            roles::DISCOVERY_SERVICE,
+            args.discovery_endpoint.as_deref(),
+            bundle.as_deref(),
+            "discovery",
+        )?;
+    }
+    if let (true, Some(s)) = (has("notification"), &store) {
+        let kek = roles::load_kek(&args, "the notification role (it seals channel secrets)")?;
+        let (b, role) = roles::notification_backends(&args, s, clock.clone(), kek)?;
+        backends.extend(b);
+        background.push(role);
+    } else if has("gateway") {
+        remote_backend(
+            &mut backends,
+            roles::NOTIFICATION_SERVICE,
+            args.notification_endpoint.as_deref(),
+            bundle.as_deref(),
+            "notification",
+        )?;
+    }
     if let (true, Some(s)) = (has("iam"), &store) {
         backends.extend(iam_backends(s, clock.clone()));
     } else if has("gateway") {
@@ -597,6 +663,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, roles = %args.services.join(","), tls = tls.is_some(), "certmesh listening.");
     serve(listener, router, tls, shutdown_signal()).await?;
+    for role in background {
+        role.stop().await;
+    }
     if let Some(role) = fleet_role {
         role.stop().await;
     }

@@ -22,7 +22,9 @@ use certmesh_kit::{
     metrics::{Metrics, RequestLabels},
     reason::status,
 };
-use certmesh_proto::{HttpRoute, ROUTES, ca, fleet, iam, issuance as pb, revocation};
+use certmesh_proto::{
+    HttpRoute, ROUTES, ca, discovery, fleet, iam, issuance as pb, notification, revocation,
+};
 use futures::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
@@ -194,6 +196,66 @@ fn transcoder(route: &HttpRoute) -> Option<Transcoder> {
         ("certmesh.fleet.v1.FleetService", "RenewNow") => {
             t::<fleet::RenewNowRequest, fleet::RenewNowResponse>()
         }
+        ("certmesh.fleet.v1.FleetService", "Redeploy") => {
+            t::<fleet::RedeployRequest, fleet::RedeployResponse>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "CreateScanTarget") => {
+            t::<discovery::CreateScanTargetRequest, discovery::ScanTarget>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "ListScanTargets") => {
+            t::<discovery::ListScanTargetsRequest, discovery::ListScanTargetsResponse>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "DeleteScanTarget") => {
+            t::<discovery::DeleteScanTargetRequest, discovery::DeleteScanTargetResponse>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "StartScan") => {
+            t::<discovery::StartScanRequest, discovery::Scan>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "ListScans") => {
+            t::<discovery::ListScansRequest, discovery::ListScansResponse>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "GetScan") => {
+            t::<discovery::GetScanRequest, discovery::Scan>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "ListDiscovered") => {
+            t::<discovery::ListDiscoveredRequest, discovery::ListDiscoveredResponse>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "GetDiscovered") => {
+            t::<discovery::GetDiscoveredRequest, discovery::DiscoveredCertificate>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "ClaimDiscovered") => {
+            t::<discovery::ClaimDiscoveredRequest, discovery::ClaimDiscoveredResponse>()
+        }
+        ("certmesh.discovery.v1.DiscoveryService", "DismissDiscovered") => {
+            t::<discovery::DismissDiscoveredRequest, discovery::DiscoveredCertificate>()
+        }
+        ("certmesh.notification.v1.NotificationService", "CreateChannel") => {
+            t::<notification::CreateChannelRequest, notification::Channel>()
+        }
+        ("certmesh.notification.v1.NotificationService", "ListChannels") => {
+            t::<notification::ListChannelsRequest, notification::ListChannelsResponse>()
+        }
+        ("certmesh.notification.v1.NotificationService", "DeleteChannel") => {
+            t::<notification::DeleteChannelRequest, notification::DeleteChannelResponse>()
+        }
+        ("certmesh.notification.v1.NotificationService", "TestChannel") => {
+            t::<notification::TestChannelRequest, notification::TestChannelResponse>()
+        }
+        ("certmesh.notification.v1.NotificationService", "CreateRule") => {
+            t::<notification::CreateRuleRequest, notification::Rule>()
+        }
+        ("certmesh.notification.v1.NotificationService", "ListRules") => {
+            t::<notification::ListRulesRequest, notification::ListRulesResponse>()
+        }
+        ("certmesh.notification.v1.NotificationService", "DeleteRule") => {
+            t::<notification::DeleteRuleRequest, notification::DeleteRuleResponse>()
+        }
+        ("certmesh.notification.v1.NotificationService", "ListDeliveries") => {
+            t::<notification::ListDeliveriesRequest, notification::ListDeliveriesResponse>()
+        }
+        ("certmesh.notification.v1.NotificationService", "RequeueDelivery") => {
+            t::<notification::RequeueDeliveryRequest, notification::Delivery>()
+        }
         _ => return None,
     })
 }
@@ -338,6 +400,20 @@ async fn request_message<Req: DeserializeOwned>(
     for (k, v) in params {
         fields.insert(k, serde_json::Value::String(v));
     }
+    // Query strings carry no types: `?weak=true` is the bool `true` where the field is a bool
+    // (probed one field at a time), and the string "true" everywhere else.
+    for (k, v) in fields.iter_mut() {
+        let from_query = query
+            .unwrap_or("")
+            .split('&')
+            .any(|p| p.split('=').next() == Some(k.as_str()));
+        if let (true, Some(b @ ("true" | "false"))) = (from_query, v.as_str()) {
+            let probe = serde_json::json!({ k.as_str(): true });
+            if serde_json::from_value::<Req>(probe).is_ok() {
+                *v = serde_json::Value::Bool(b == "true");
+            }
+        }
+    }
     serde_json::from_value(serde_json::Value::Object(fields))
         .map_err(|e| bad_request(e.to_string()))
 }
@@ -434,6 +510,33 @@ mod tests {
                 route.method
             );
         }
+    }
+
+    #[tokio::test]
+    async fn query_booleans_fill_bool_fields_and_stay_strings_elsewhere() {
+        let route = ROUTES
+            .iter()
+            .find(|r| r.method == "ListDiscovered")
+            .expect("annotated");
+        let req: discovery::ListDiscoveredRequest = request_message(
+            route,
+            Body::empty(),
+            Some("weak=true&issuer=true&limit=5"),
+            HashMap::new(),
+        )
+        .await
+        .expect("parses");
+        assert!(req.weak);
+        assert_eq!(req.issuer, "true");
+        assert_eq!(req.limit, 5);
+        let bad = request_message::<discovery::ListDiscoveredRequest>(
+            route,
+            Body::empty(),
+            Some("weak=maybe"),
+            HashMap::new(),
+        )
+        .await;
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::support::{
     tls_identity, tool, unique, web_spec, write,
 };
 
+mod watch;
+
 /// The RPCs this file drives across the wall: the RPC names of `certmesh_proto::ROUTES`.
 const COVERED: &[&str] = &[
     "Issue",
@@ -75,6 +77,26 @@ const COVERED: &[&str] = &[
     "GetJob",
     "ListDeployments",
     "RenewNow",
+    "Redeploy",
+    "CreateScanTarget",
+    "ListScanTargets",
+    "DeleteScanTarget",
+    "StartScan",
+    "ListScans",
+    "GetScan",
+    "ListDiscovered",
+    "GetDiscovered",
+    "ClaimDiscovered",
+    "DismissDiscovered",
+    "CreateChannel",
+    "ListChannels",
+    "DeleteChannel",
+    "TestChannel",
+    "CreateRule",
+    "ListRules",
+    "DeleteRule",
+    "ListDeliveries",
+    "RequeueDelivery",
 ];
 
 const ADD_A_CASE: &str = "every REST route needs a tenancy case: in e2e/tests/it/tenancy.rs, \
@@ -118,6 +140,8 @@ fn a_tenant_never_sees_lists_changes_or_decides_another_tenants_resources() {
     iam_refuses_globex_on_acme(&world.gina, &acme, &world.public_key());
     ca_refuses_globex_on_acme(&world.gina, &acme);
     let acme_agent = fleet_refuses_globex_on_acme(&world, &acme);
+    watch::discovery_refuses_globex_on_acme(&world);
+    watch::notification_refuses_globex_on_acme(&world);
     let globex = seed_globex(&world, &acme);
     globex_lists_only_its_own(&world.gina, &acme, &globex);
     acme_keeps_its_resources(&world, &acme, &globex, &acme_agent);
@@ -270,7 +294,8 @@ fn serve(
     cmd.args([
         "server",
         "--services",
-        "issuance,iam,ca,revocation,fleet,gateway",
+        "issuance,iam,ca,revocation,fleet,discovery,notification,gateway",
+        "--dangerous-scan-loopback",
         "--listen",
     ])
     .arg(format!("127.0.0.1:{port}"))
@@ -821,6 +846,17 @@ fn fleet_refuses_globex_on_acme(world: &World, acme: &AcmeSeed) -> String {
         "BINDING_NOT_FOUND",
         [&binding_id, ABSENT_UUID],
         |id| (format!("/api/v1/fleet/bindings/{id}"), None),
+    );
+    gina.assert_hidden(
+        "Redeploy",
+        "BINDING_NOT_FOUND",
+        [&binding_id, ABSENT_UUID],
+        |id| {
+            (
+                format!("/api/v1/fleet/bindings/{id}/redeploy"),
+                Some(json!({})),
+            )
+        },
     );
     gina.assert_hidden("GetJob", "JOB_NOT_FOUND", [&job_id, ABSENT_UUID], |id| {
         (format!("/api/v1/fleet/jobs/{id}"), None)

@@ -42,6 +42,15 @@ pub enum FleetCommand {
         /// Hex serial.
         serial: String,
     },
+    /// Install a binding's current certificate again (no new issuance), e.g. after the files
+    /// were changed by hand.
+    Redeploy {
+        /// Binding id.
+        binding: String,
+        /// Only on this agent.
+        #[arg(long)]
+        agent: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -156,5 +156,15 @@ pub async fn fleet(args: &ClientArgs, command: FleetCommand) -> anyhow::Result<(
                 .map_err(failed)?;
             print_json(r.get_ref())
         }
+        FleetCommand::Redeploy { binding, agent } => {
+            let r = c
+                .redeploy(pb::RedeployRequest {
+                    binding_id: binding,
+                    agent_id: agent.unwrap_or_default(),
+                })
+                .await
+                .map_err(failed)?;
+            print_json(r.get_ref())
+        }
     }
 }
