@@ -58,7 +58,7 @@ deny:
 	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
 	cargo deny check bans
 
-bench: ## issuance and OCSP throughput, CRL generation, agent streams and renewal storms (BENCH_SECONDS, BENCH_CLIENTS, BENCH_CONNECTIONS, BENCH_AGENTS)
+bench: ## issuance and OCSP throughput, CRL generation, agent streams and renewal storms, notification relay (BENCH_SECONDS, BENCH_CLIENTS, BENCH_CONNECTIONS, BENCH_AGENTS)
 	@command -v wrk >/dev/null || { \
 		echo "installing wrk (the OCSP load generator) from Debian"; \
 		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
@@ -67,4 +67,5 @@ bench: ## issuance and OCSP throughput, CRL generation, agent streams and renewa
 	CERTMESH_BIN=$(CARGO_TARGET_DIR)/release/certmesh cargo bench -p certmesh-e2e --bench issue
 	CERTMESH_BIN=$(CARGO_TARGET_DIR)/release/certmesh cargo bench -p certmesh-e2e --bench ocsp
 	cargo bench -p certmesh-revocation --bench crl
+	cargo bench -p certmesh-notification --bench relay
 	CERTMESH_BIN=$(CARGO_TARGET_DIR)/release/certmesh cargo bench -p certmesh-e2e --bench fleet

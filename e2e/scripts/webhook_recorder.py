@@ -6,12 +6,17 @@ Each request becomes DIR/<n>.json: {"path", "headers" (lower-case names), "body"
 It answers 200 unless DIR/status holds another status code, read per request.
 """
 
+import itertools
 import json
 import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, DIR = int(sys.argv[1]), sys.argv[2]
+# Requests arrive concurrently: number them under a lock so none overwrites another.
+NUMBERS = itertools.count()
+LOCK = threading.Lock()
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -23,7 +28,8 @@ class Recorder(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body,
         }
-        n = len([f for f in os.listdir(DIR) if f.endswith(".json")])
+        with LOCK:
+            n = next(NUMBERS)
         tmp = os.path.join(DIR, f".{n}.tmp")
         with open(tmp, "w") as f:
             json.dump(record, f)

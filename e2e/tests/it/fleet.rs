@@ -880,3 +880,98 @@ fn an_agent_renews_its_identity_over_the_stream() {
     );
     drop(running);
 }
+
+/// Work waits for an offline agent, and an agent killed in the middle of a job picks it up
+/// again when it comes back: the same job, finished on its first attempt, with the key it kept.
+#[test]
+fn jobs_wait_for_offline_agents_and_survive_an_agent_killed_mid_job() {
+    let server = DevServer::start();
+    let dir = server.dir.path().to_path_buf();
+    let spec = json!({
+        "allowed_key_algorithms": ["ECDSA"], "min_ecdsa_bits": 256, "min_rsa_bits": 2048,
+        "allowed_ekus": ["serverAuth"], "max_validity": "2160h",
+        "permitted_dns_suffixes": ["localhost"], "require_sans": true,
+    });
+    server.api.create_profile("fleet-web", &spec);
+    let agent = Agent::new(&dir, "agent-offline", &server);
+    assert!(
+        agent
+            .enroll(&bootstrap_token(&server, "batch"))
+            .status
+            .success()
+    );
+    let id = agent.id();
+    let target = dir.join("batch-target");
+    fs::create_dir_all(&target).expect("dir");
+    let created = post(
+        &server,
+        "/api/v1/fleet/bindings",
+        &json!({
+            "name": "batch",
+            "agent_id": id,
+            "certificate": {"dns_names": ["batch.localhost"], "profile": "fleet-web"},
+            "target": {"cert_path": target.join("tls.pem"), "key_path": target.join("tls.key"),
+                       "reload_command": "true"},
+        }),
+    );
+    let binding = created["id"].as_str().expect("binding id").to_string();
+    let job = assert_eventually("the job is planned", JOB, || {
+        let jobs = server
+            .api
+            .get(&format!("/api/v1/fleet/jobs?binding_id={binding}"))
+            .ok();
+        jobs["jobs"][0]
+            .as_object()
+            .cloned()
+            .ok_or_else(|| jobs.to_string())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let waiting = server
+        .api
+        .get(&format!(
+            "/api/v1/fleet/jobs/{}",
+            job["id"].as_str().expect("id")
+        ))
+        .ok();
+    assert_eq!(
+        waiting["state"], "pending",
+        "the job waits for its agent: {waiting}"
+    );
+
+    // The agent comes online, takes the job, and is killed (SIGKILL) as soon as it has it.
+    let mut first = agent.run(&dir);
+    let job_id = job["id"].as_str().expect("id").to_string();
+    assert_eventually("the agent took the job", JOB, || {
+        let j = server.api.get(&format!("/api/v1/fleet/jobs/{job_id}")).ok();
+        if j["state"] != "pending" {
+            Ok(())
+        } else {
+            Err(j.to_string())
+        }
+    });
+    if let Some(pid) = first.id() {
+        run(Command::new("kill").args(["-KILL", &pid.to_string()]));
+    }
+    first.stop();
+
+    // Back again: the same job finishes, on its first attempt.
+    let _second = agent.run(&dir);
+    let done = assert_eventually("the job finishes after the restart", JOB, || {
+        let j = server.api.get(&format!("/api/v1/fleet/jobs/{job_id}")).ok();
+        if j["state"] == "succeeded" {
+            Ok(j)
+        } else {
+            Err(j.to_string())
+        }
+    });
+    assert_eq!(done["outcome"], "installed", "{done}");
+    assert_eq!(done["attempts"], 1, "resumed, not retried: {done}");
+    let deployed = deployments(&server, &binding);
+    assert_eq!(deployed[0]["serial"], done["serial"], "{deployed:?}");
+    let installed = fs::read_to_string(target.join("tls.pem")).expect("installed");
+    assert_eq!(
+        pem_sha256(&installed),
+        deployed[0]["certificate_sha256"].as_str().expect("sha")
+    );
+    assert_eq!(mode(&target.join("tls.key")), 0o600);
+}

@@ -106,6 +106,7 @@ impl Hierarchy {
             .map_err(|e| CaError::Corrupt(format!("expiry time: {e}")))?;
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let mut custodians = Vec::with_capacity(names.len());
         for name in &names {
             let p = principals::by_name(&tx, tenant, name)
@@ -243,6 +244,7 @@ impl Hierarchy {
         let now = self.now();
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let record = ceremonies::get(&tx, tenant, id, now)
             .await?
             .ok_or_else(|| not_found(id))?;

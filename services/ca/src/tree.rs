@@ -75,6 +75,7 @@ impl Hierarchy {
         let now = self.now();
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let gated = self.gate(&tx, tenant, ceremony_id, params, now).await?;
         let name = required(&params.name, "params.name")?;
         name_free(&tx, tenant, name).await?;
@@ -149,6 +150,7 @@ impl Hierarchy {
         let now = self.now();
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let gated = self.gate(&tx, tenant, ceremony_id, &params, now).await?;
         if params.certificate_sha256.as_deref() != Some(cert.fingerprint_sha256().as_str()) {
             return Err(CaError::CeremonyParamsMismatch {
@@ -232,6 +234,7 @@ impl Hierarchy {
         let now = self.now();
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let gated = self.gate(&tx, tenant, ceremony_id, &params, now).await?;
         let parent = active(&tx, tenant, parent_id).await?;
         let parent_cert = Certificate::from_der(parent.certificate_der.clone())?;
@@ -312,6 +315,7 @@ impl Hierarchy {
         let now = self.now();
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let gated = self.gate(&tx, tenant, ceremony_id, &params, now).await?;
         let ca = active(&tx, tenant, id).await?;
         let current = Certificate::from_der(ca.certificate_der.clone())?;
@@ -424,6 +428,7 @@ impl Hierarchy {
         let now = self.now();
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let gated = self.gate(&tx, tenant, ceremony_id, &params, now).await?;
         let subject = active(&tx, tenant, id).await?;
         let issuer_row = active(&tx, tenant, issuer_id).await?;
@@ -509,6 +514,7 @@ impl Hierarchy {
         let now = self.now();
         let tenant = actor.tenant;
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let ca = cas::get(&tx, tenant, id)
             .await?
             .ok_or_else(|| CaError::CaNotFound { id: id.to_string() })?;

@@ -112,6 +112,7 @@ impl PrincipalService for Iam {
             .begin_tenant(auth.tenant_id)
             .await
             .map_err(store_err)?;
+        certmesh_store::write_lock(&tx).await.map_err(store_err)?;
         let created = match principals::create(&tx, auth.tenant_id, &name, &kind, &roles, now).await
         {
             Err(StoreError::Conflict { .. }) => {
@@ -192,6 +193,7 @@ impl PrincipalService for Iam {
             .begin_tenant(tenant)
             .await
             .map_err(store_err)?;
+        certmesh_store::write_lock(&tx).await.map_err(store_err)?;
         let owner = principals::by_name(&tx, tenant, &name)
             .await
             .map_err(store_err)?
@@ -303,6 +305,7 @@ impl TokenService for Iam {
             .begin_tenant(auth.tenant_id)
             .await
             .map_err(store_err)?;
+        certmesh_store::write_lock(&tx).await.map_err(store_err)?;
         let (id, secret) = tokens::create(&tx, auth.tenant_id, owner.id, &name, expires_at, now)
             .await
             .map_err(store_err)?;
@@ -385,6 +388,7 @@ impl TokenService for Iam {
             .begin_tenant(auth.tenant_id)
             .await
             .map_err(store_err)?;
+        certmesh_store::write_lock(&tx).await.map_err(store_err)?;
         tokens::revoke(&tx, auth.tenant_id, id, now)
             .await
             .map_err(store_err)?;

@@ -98,6 +98,7 @@ impl Issuance {
         );
         // The insert is the transaction's first statement, so SQLite takes the write lock.
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         let stored = approvals::create(&tx, &approval).await?;
         outbox::append(
             &tx,
@@ -270,6 +271,7 @@ impl Issuance {
             now,
         );
         let tx = self.deps.store.begin_tenant(tenant).await?;
+        certmesh_store::write_lock(&tx).await?;
         match approvals::decide(&tx, tenant, approval.id, &decision, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {

@@ -38,6 +38,7 @@ impl Issuance {
         }
         let now = self.deps.clock.now();
         let tx = self.deps.store.begin_tenant(auth.tenant_id).await?;
+        certmesh_store::write_lock(&tx).await?;
         let version =
             profiles::create_version(&tx, auth.tenant_id, name, profile.to_json(), now).await?;
         let event = json!({"profile": name, "version": version.version, "principal": auth.principal, "spec": version.spec});

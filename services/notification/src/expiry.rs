@@ -57,14 +57,31 @@ impl Notifier {
             return Ok(0);
         };
         let until = now + Duration::days(i64::from(horizon) + 1);
-        let candidates = self.candidates(tenant, now, until).await?;
+        let candidates: Vec<(Expiring, u32)> = self
+            .candidates(tenant, now, until)
+            .await?
+            .into_iter()
+            .filter_map(|c| crossed(&self.config().thresholds, now, c.not_after).map(|t| (c, t)))
+            .collect();
+        // Which are new, read without the write lock: an idle pass writes nothing.
+        let peek = self.store().begin_tenant(tenant).await?;
+        let mut fresh = Vec::new();
+        for (c, threshold) in candidates {
+            let key = format!("cert:{}", c.fingerprint);
+            let already = store::raised_thresholds(&peek, tenant, &key).await?;
+            if !already.iter().any(|t| *t <= threshold) {
+                fresh.push((c, threshold));
+            }
+        }
+        drop(peek);
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let candidates = fresh;
         let tx = self.store().begin_tenant(tenant).await?;
         certmesh_store::write_lock(&tx).await?;
         let mut raised = 0;
-        for c in candidates {
-            let Some(threshold) = crossed(&self.config().thresholds, now, c.not_after) else {
-                continue;
-            };
+        for (c, threshold) in candidates {
             let key = format!("cert:{}", c.fingerprint);
             let already = store::raised_thresholds(&tx, tenant, &key).await?;
             if already.iter().any(|t| *t <= threshold) {

@@ -110,6 +110,8 @@ pub struct Notifier {
     inner: Arc<Deps>,
     sender: Sender,
     wake: Arc<Notify>,
+    /// Until when this replica holds the relay lease, as far as it knows.
+    lease_until: Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
 }
 
 impl Notifier {
@@ -119,6 +121,7 @@ impl Notifier {
             inner: Arc::new(deps),
             sender,
             wake: Arc::new(Notify::new()),
+            lease_until: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 

@@ -44,15 +44,23 @@ impl Notifier {
         let _ = leases::release(self.store().conn(), RELAY_LEASE, &self.config().replica).await;
     }
 
-    /// Takes or renews the lease; whether this replica leads.
+    /// Takes or renews the lease; whether this replica leads. A lease held with more than
+    /// two thirds of its time left is not renewed yet, so an idle leader writes once every
+    /// ten seconds or so, not every pass.
     async fn lead(&self) -> bool {
         let ttl = Duration::from_std(self.config().every * 15).unwrap_or(Duration::seconds(30));
         let ttl = ttl.max(Duration::seconds(10));
-        match leases::try_acquire(
+        let now = self.now();
+        if let Some(until) = *self.lease_until.lock().unwrap_or_else(|p| p.into_inner())
+            && until - now > ttl * 2 / 3
+        {
+            return true;
+        }
+        let lead = match leases::try_acquire(
             self.store().conn(),
             RELAY_LEASE,
             &self.config().replica,
-            self.now(),
+            now,
             ttl,
         )
         .await
@@ -62,7 +70,9 @@ impl Notifier {
                 tracing::warn!(error = %e, "Taking the notification lease failed.");
                 false
             }
-        }
+        };
+        *self.lease_until.lock().unwrap_or_else(|p| p.into_inner()) = lead.then_some(now + ttl);
+        lead
     }
 
     async fn pass(&self) {
@@ -89,6 +99,14 @@ impl Notifier {
     async fn relay_tenant(&self, tenant: TenantId) -> Result<u64, NotifyError> {
         let mut queued = 0;
         loop {
+            // A look without the write lock first: an idle pass writes nothing.
+            let peek = self.store().begin_tenant(tenant).await?;
+            let idle = outbox::unpublished(&peek, tenant, 1).await?.is_empty();
+            // Rolled back now, not on drop: its row lock must be gone before the real read.
+            peek.rollback().await.map_err(StoreError::from)?;
+            if idle {
+                return Ok(queued);
+            }
             let tx = self.store().begin_tenant(tenant).await?;
             certmesh_store::write_lock(&tx).await?;
             let events = outbox::unpublished(&tx, tenant, self.config().batch).await?;

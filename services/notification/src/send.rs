@@ -34,6 +34,12 @@ impl Notifier {
     }
 
     async fn send_tenant(&self, tenant: TenantId, tenant_name: &str) -> Result<usize, NotifyError> {
+        let peek = self.store().begin_tenant(tenant).await?;
+        let idle = !store::any_due(&peek, tenant, self.now()).await?;
+        drop(peek);
+        if idle {
+            return Ok(0);
+        }
         let tx = self.store().begin_tenant(tenant).await?;
         certmesh_store::write_lock(&tx).await?;
         let claimed = store::claim_due(

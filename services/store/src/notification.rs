@@ -327,6 +327,34 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(made)
 }
 
+/// Whether any delivery is due at `now` (what [`claim_due`] would claim), without locking.
+pub async fn any_due<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    Ok(d::Entity::find()
+        .filter(d::Column::TenantId.eq(tenant.0))
+        .filter(due_condition(truncate_ts(now)))
+        .one(c)
+        .await?
+        .is_some())
+}
+
+fn due_condition(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(d::Column::State.eq(delivery_state::PENDING))
+                .add(d::Column::NextAttemptAt.lte(now)),
+        )
+        .add(
+            Condition::all()
+                .add(d::Column::State.eq(delivery_state::SENDING))
+                .add(d::Column::ClaimedUntil.lte(now)),
+        )
+}
+
 /// Claims up to `limit` deliveries due at `now` (pending and due, or sending with a lapsed
 /// claim) until `now + hold`, counting an attempt each; returns them as claimed. Run it in a
 /// transaction: on PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED` so concurrent
@@ -339,17 +367,7 @@ pub async fn claim_due<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<DeliveryRecord>> {
     let now = truncate_ts(now);
-    let due = Condition::any()
-        .add(
-            Condition::all()
-                .add(d::Column::State.eq(delivery_state::PENDING))
-                .add(d::Column::NextAttemptAt.lte(now)),
-        )
-        .add(
-            Condition::all()
-                .add(d::Column::State.eq(delivery_state::SENDING))
-                .add(d::Column::ClaimedUntil.lte(now)),
-        );
+    let due = due_condition(now);
     let rows = d::Entity::find()
         .filter(d::Column::TenantId.eq(tenant.0))
         .filter(due)

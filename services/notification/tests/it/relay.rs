@@ -235,7 +235,11 @@ async fn an_expiring_certificate_alerts_once_per_channel_across_a_restart() {
             .iter()
             .filter(|r| r.header("x-certmesh-event-type") == "certificate.expiring")
             .count();
-        assert_eq!(critical, 2, "{b:?}");
+        let log = restarted
+            .list_deliveries(&auth, "", "", "", 0)
+            .await
+            .expect("log");
+        assert_eq!(critical, 2, "{b:?}: {log:?}");
         assert_eq!(mail_count(mail.path()).await, mails_before + 1, "{b:?}");
         mails_before += 1;
     }
