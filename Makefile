@@ -37,7 +37,10 @@ $(VENV)/.ok: e2e/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
 	touch $@
 
-test: tools ## run every test: unit, store (SQLite + PostgreSQL), e2e with openssl, pkilint and nginx
+chart-test: tools ## lint, render and validate the Helm chart
+	$(VENV)/bin/python charts/tests/test_chart.py
+
+test: tools chart-test ## run every test: unit, store (SQLite + PostgreSQL), e2e with openssl, pkilint and nginx, the Helm chart
 	cargo build -p certmesh -p certmesh-agent
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
