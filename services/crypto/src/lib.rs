@@ -18,6 +18,7 @@ pub mod csr;
 pub mod digest;
 pub mod error;
 pub mod keys;
+pub mod mesh;
 pub mod ocsp;
 pub mod revocation;
 pub mod serial;
