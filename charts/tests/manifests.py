@@ -137,10 +137,16 @@ def check_service_monitor(doc: Doc, docs: list[Doc]) -> None:
                 if selector.items() <= s["metadata"].get("labels", {}).items()]
     check(len(services) == 1, f"ServiceMonitor {doc['metadata']['name']} selects {len(services)} Services")
     ports = {p["name"] for p in services[0]["spec"]["ports"]}
+    listener = services[0]["metadata"]["labels"].get("certmesh.io/listener")
     for endpoint in spec["endpoints"]:
         check(endpoint["port"] in ports, f"ServiceMonitor port {endpoint['port']} not on the Service")
-        check(endpoint["scheme"] == "https" and endpoint["path"] == "/metrics",
-              "ServiceMonitor scrapes /metrics over HTTPS")
+        check(endpoint["path"] == "/metrics", "ServiceMonitor scrapes /metrics")
+        if listener == "role":
+            # A role's API listener demands mesh certificates: scrape its operations listener.
+            check(endpoint["port"] == "ops" and endpoint["scheme"] == "http",
+                  "a role's ServiceMonitor scrapes the plain operations listener")
+        else:
+            check(endpoint["scheme"] == "https", "the gateway's ServiceMonitor scrapes over HTTPS")
 
 
 def containers_of(doc: Doc) -> list[tuple[str, Doc]]:
@@ -197,12 +203,19 @@ def check_probes(docs: list[Doc]) -> None:
             check("readinessProbe" in c and "livenessProbe" in c, f"{cwhat}: readiness and liveness probes")
             if doc["kind"] == "Deployment":
                 ready, live = c["readinessProbe"]["httpGet"], c["livenessProbe"]["httpGet"]
-                check(ready == {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
-                      f"{cwhat}: readiness GET /readyz over HTTPS, got {ready}")
-                check(live == {"path": "/healthz", "port": "https", "scheme": "HTTPS"},
-                      f"{cwhat}: liveness GET /healthz over HTTPS, got {live}")
                 ports = {p["name"]: p["containerPort"] for p in c["ports"]}
                 check(ports.get("https") == 8443, f"{cwhat}: listener port https 8443")
+                if "--ops-listen" in c.get("args", []):
+                    # Kubelet holds no mesh certificate: probes use the operations listener.
+                    want = ("ops", "HTTP")
+                    check(ports.get("ops") == 9090 and flag(c["args"], "--ops-listen").endswith(":9090"),
+                          f"{cwhat}: operations listener on 9090")
+                else:
+                    want = ("https", "HTTPS")
+                check(ready == {"path": "/readyz", "port": want[0], "scheme": want[1]},
+                      f"{cwhat}: readiness GET /readyz on {want}, got {ready}")
+                check(live == {"path": "/healthz", "port": want[0], "scheme": want[1]},
+                      f"{cwhat}: liveness GET /healthz on {want}, got {live}")
             else:
                 check(c["readinessProbe"]["exec"]["command"][-1] == "status",
                       f"{cwhat}: agent probes run `certmesh-agent status`")
@@ -227,6 +240,8 @@ def check_secrets_stay_secret(docs: list[Doc], values: dict[str, Any]) -> None:
                       f"{doc['metadata']['name']}/{c['name']}: a database URL in the arguments")
     given = values.get("database", {}).get("url", "") + values.get("kek", {}).get("value", "")
     for doc in of_kind(docs, "Secret"):
+        if doc["metadata"]["name"] == fullname("mesh"):
+            continue  # the chart's own random mesh secret (checked in check_roles)
         for value in doc.get("data", {}).values():
             plain = base64.b64decode(value).decode()
             check(plain and plain in given,
@@ -268,7 +283,27 @@ def check_roles(docs: list[Doc], values: dict[str, Any]) -> None:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         check(args[:3] == ["server", "--services", role], f"{role}: runs `certmesh server --services {role}`")
         check(flag(args, "--listen") == "0.0.0.0:8443", f"{role}: --listen 0.0.0.0:8443")
-        check(flag(args, "--tls-cert") and flag(args, "--tls-key"), f"{role}: serves TLS")
+        mesh = values.get("mesh", {}).get("mode", "internal")
+        check(flag(args, "--mesh") == mesh, f"{role}: --mesh {mesh}")
+        public = role in ("gateway", "fleet")
+        check(bool(flag(args, "--tls-cert") and flag(args, "--tls-key")) == (public or mesh != "internal"),
+              f"{role}: --tls-cert iff a public listener or no internal mesh")
+        check(("tls" in volumes) == (public or mesh != "internal"), f"{role}: TLS Secret mounted iff used")
+        if mesh == "internal":
+            secret = flag(args, "--mesh-secret-file")
+            check(secret and secret.startswith(mounts["mesh"] + "/"), f"{role}: mesh secret mounted")
+            check(volumes["mesh"]["secret"]["secretName"] in {
+                s["metadata"]["name"] for s in of_kind(docs, "Secret")} or values["mesh"].get("existingSecret"),
+                f"{role}: the mesh secret is rendered or named")
+            check(flag(args, "--trust-domain"), f"{role}: --trust-domain names the mesh's role names")
+            if not values["mesh"].get("existingSecret"):
+                made = [d for d in of_kind(docs, "Secret") if d["metadata"]["name"] == fullname("mesh")]
+                check(len(made) == 1, "the chart makes the mesh secret")
+                line = base64.b64decode(made[0]["data"]["mesh-secret"]).decode().strip()
+                check(len(base64.b64decode(line, validate=True)) == 32, "the mesh secret is 32 random bytes, base64")
+        if mesh == "files":
+            check(flag(args, "--mesh-ca") == "/etc/certmesh/tls/ca.crt", f"{role}: --mesh-ca from the TLS Secret")
+        check(flag(args, "--ops-listen") == "0.0.0.0:9090", f"{role}: --ops-listen 0.0.0.0:9090")
         check("--dangerous-plaintext" not in args, f"{role}: never plaintext")
         check(flag(args, "--pki-public-url"), f"{role}: --pki-public-url (every role the same)")
         check(("CERTMESH_DATABASE_URL" in env) == (role in NEEDS_DATABASE),
@@ -284,8 +319,8 @@ def check_roles(docs: list[Doc], values: dict[str, Any]) -> None:
         if role in NEEDS_KEK:
             check(flag(args, "--kek-file").startswith(mounts["kek"] + "/"), f"{role}: KEK file mounted")
             check("secret" in volumes["kek"], f"{role}: KEK from a Secret")
-        check((flag(args, "--ca-bundle") is not None) == (role in CALLS_ROLES),
-              f"{role}: --ca-bundle iff it calls other roles")
+        check((flag(args, "--ca-bundle") is not None) == (role in CALLS_ROLES and mesh == "off"),
+              f"{role}: --ca-bundle iff it calls other roles without a mesh")
         endpoints = [a for a in args if a.endswith("-endpoint")]
         for name in endpoints:
             host = flag(args, name).removeprefix("https://").split(":")[0]
@@ -395,8 +430,11 @@ def check_network_policies(docs: list[Doc], values: dict[str, Any]) -> None:
                 check(role_mesh(peer, roles) or peer in metrics_from,
                       f"{role}: its gRPC port admits only the gateway and the other roles, not {peer}")
         check(any(role_mesh(p, roles) for r in listener for p in r["from"]), f"{role}: the gateway may call it")
-        check(all(p["port"] in (8443, 8080, 8444) for r in ingress for p in r.get("ports", [])),
+        check(all(p["port"] in (8443, 8080, 8444, 9090) for r in ingress for p in r.get("ports", [])),
               f"{role}: no other port is open")
+        for rule in rules_for_port(ingress, 9090):
+            check(all(peer in metrics_from for peer in rule.get("from", [None])),
+                  f"{role}: the operations listener admits only networkPolicy.metricsFrom")
         egress = spec["egress"]
         check(any(p.get("port") == 53 for r in egress for p in r.get("ports", [])), f"{role}: DNS egress")
         if role in NEEDS_DATABASE:

@@ -53,6 +53,12 @@ from manifests import (  # noqa: E402
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     # (what, values over default-values.yaml, a fragment the refusal must contain)
+    ("an unknown mesh mode", {"mesh": {"mode": "spiffe"}}, "/mesh/mode"),
+    ("a mesh certificate lifetime that is not a duration", {"mesh": {"certValidity": "a day"}}, "/mesh/certValidity"),
+    ("no TLS Secret for an inner role without the internal mesh",
+     {"mesh": {"mode": "off"}, "tls": {"existingSecret": ""}, "roles": {"gateway": {"tlsSecret": "gw-tls"},
+                                                                       "fleet": {"tlsSecret": "fleet-tls"}},
+      "agent": {"caBundle": {"existingSecret": "fleet-tls"}}}, "has no TLS Secret"),
     ("negative replicas", {"roles": {"gateway": {"replicas": -1}}}, "/roles/gateway/replicas"),
     ("zero replicas", {"roles": {"ca": {"replicas": 0}}}, "/roles/ca/replicas"),
     ("an unknown role", {"roles": {"billing": {"replicas": 1}}}, "'billing' not allowed"),
@@ -112,6 +118,12 @@ VARIANTS: list[tuple[str, dict[str, Any], bool]] = [
      {"agent": {"enabled": True, "bootstrapToken": {"existingSecret": "t", "perNode": False, "key": "token"}}}, True),
     ("an agent as root", {"agent": {"enabled": True, "bootstrapToken": {"existingSecret": "t"},
                                     "dangerousRunAsRoot": True}}, False),
+    ("a mesh from mounted files", {"mesh": {"mode": "files"}}, True),
+    ("no mesh", {"mesh": {"mode": "off"}}, True),
+    ("an existing mesh secret", {"mesh": {"existingSecret": "certmesh-mesh", "existingSecretKey": "s"}}, True),
+    ("an internal mesh with TLS only for the gateway and fleet",
+     {"tls": {"existingSecret": ""}, "roles": {"gateway": {"tlsSecret": "gw-tls"}, "fleet": {"tlsSecret": "fleet-tls"}},
+      "agent": {"caBundle": {"existingSecret": "fleet-tls"}}}, True),
     ("all-in-one with agents", {"mode": "all-in-one", "serviceMonitor": {"enabled": True},
                                 "agent": {"enabled": True, "bootstrapToken": {"existingSecret": "t"},
                                           "caBundle": {"existingSecret": "dev-ca"}}}, True),

@@ -95,6 +95,17 @@ gateway issuance iam ca revocation discovery notification fleet
 {{- define "certmesh.needsDatabase" -}}{{- if ne . "gateway" -}}true{{- end -}}{{- end -}}
 {{- define "certmesh.needsKeys" -}}{{- if has . (list "issuance" "ca" "revocation" "fleet") -}}true{{- end -}}{{- end -}}
 {{- define "certmesh.needsKek" -}}{{- if has . (list "issuance" "ca" "revocation" "fleet" "notification") -}}true{{- end -}}{{- end -}}
+{{/* The role's own listener serves --tls-cert: the gateway and fleet always (public API,
+agent listener), every role unless the internal mesh gives it its identity. */}}
+{{- define "certmesh.needsTls" -}}
+{{- if or (has .role (list "gateway" "fleet")) (ne .ctx.Values.mesh.mode "internal") -}}true{{- end -}}
+{{- end -}}
+{{- define "certmesh.meshSecretName" -}}
+{{- .Values.mesh.existingSecret | default (printf "%s-mesh" (include "certmesh.fullname" .)) -}}
+{{- end -}}
+{{- define "certmesh.meshSecretKey" -}}
+{{- ternary .Values.mesh.existingSecretKey "mesh-secret" (ne .Values.mesh.existingSecret "") -}}
+{{- end -}}
 {{- define "certmesh.callsRoles" -}}{{- if has . (list "gateway" "fleet" "discovery") -}}true{{- end -}}{{- end -}}
 
 {{/* <fullname>-<role>.<namespace>.svc */}}
@@ -190,20 +201,21 @@ seccompProfile:
 
 {{/* HTTPS probes on the role listener; "ready" adds readiness on /readyz. */}}
 {{- define "certmesh.probes" -}}
-{{- $p := .Values.probes -}}
+{{- $p := .ctx.Values.probes -}}
+{{- $at := printf "port: %s, scheme: %s" .port .scheme -}}
 startupProbe:
-  httpGet: { path: /healthz, port: https, scheme: HTTPS }
+  httpGet: { path: /healthz, {{ $at }} }
   periodSeconds: {{ $p.startup.periodSeconds }}
   timeoutSeconds: {{ $p.startup.timeoutSeconds }}
   failureThreshold: {{ $p.startup.failureThreshold }}
 readinessProbe:
-  httpGet: { path: /readyz, port: https, scheme: HTTPS }
+  httpGet: { path: /readyz, {{ $at }} }
   initialDelaySeconds: {{ $p.readiness.initialDelaySeconds }}
   periodSeconds: {{ $p.readiness.periodSeconds }}
   timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
   failureThreshold: {{ $p.readiness.failureThreshold }}
 livenessProbe:
-  httpGet: { path: /healthz, port: https, scheme: HTTPS }
+  httpGet: { path: /healthz, {{ $at }} }
   initialDelaySeconds: {{ $p.liveness.initialDelaySeconds }}
   periodSeconds: {{ $p.liveness.periodSeconds }}
   timeoutSeconds: {{ $p.liveness.timeoutSeconds }}

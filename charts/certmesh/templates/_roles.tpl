@@ -10,11 +10,22 @@ The command line of one role process: (dict "ctx" $ "role" "fleet"). Flags are t
 {{- $bind := $v.config.bindAddress -}}
 {{- $args := list "server" "--services" $role
       "--listen" (printf "%s:8443" $bind)
-      "--tls-cert" "/etc/certmesh/tls/tls.crt"
-      "--tls-key" "/etc/certmesh/tls/tls.key"
+      "--ops-listen" (printf "%s:9090" $bind)
       "--pki-public-url" (include "certmesh.pkiPublicUrl" $)
       "--crl-shards" (toString $v.pki.crlShards)
       "--tenant" $v.config.tenant -}}
+{{- if include "certmesh.needsTls" (dict "ctx" $ "role" $role) -}}
+{{- $args = concat $args (list "--tls-cert" "/etc/certmesh/tls/tls.crt" "--tls-key" "/etc/certmesh/tls/tls.key") -}}
+{{- end -}}
+{{- $args = concat $args (list "--mesh" $v.mesh.mode) -}}
+{{- if eq $v.mesh.mode "internal" -}}
+{{- $args = concat $args (list "--mesh-secret-file" "/etc/certmesh/mesh/secret" "--mesh-cert-validity" $v.mesh.certValidity) -}}
+{{- if ne $role "fleet" -}}
+{{- $args = concat $args (list "--trust-domain" $v.roles.fleet.trustDomain) -}}
+{{- end -}}
+{{- else if eq $v.mesh.mode "files" -}}
+{{- $args = concat $args (list "--mesh-cert" "/etc/certmesh/tls/tls.crt" "--mesh-key" "/etc/certmesh/tls/tls.key" "--mesh-ca" "/etc/certmesh/tls/ca.crt") -}}
+{{- end -}}
 {{- if $v.config.logJson -}}{{- $args = append $args "--log-json" -}}{{- end -}}
 {{- if include "certmesh.needsKeys" $role -}}
 {{- $args = concat $args (list "--key-dir" "/var/lib/certmesh/keys") -}}
@@ -22,7 +33,7 @@ The command line of one role process: (dict "ctx" $ "role" "fleet"). Flags are t
 {{- if include "certmesh.needsKek" $role -}}
 {{- $args = concat $args (list "--kek-file" "/etc/certmesh/kek/kek") -}}
 {{- end -}}
-{{- if include "certmesh.callsRoles" $role -}}
+{{- if and (include "certmesh.callsRoles" $role) (eq $v.mesh.mode "off") -}}
 {{- $args = concat $args (list "--ca-bundle" "/etc/certmesh/tls/ca.crt") -}}
 {{- end -}}
 {{- if eq $role "gateway" -}}
