@@ -454,14 +454,20 @@ fn restart_on_the_same_data_dir_keeps_the_dev_ca() {
     );
 }
 
-/// The value of a counter sample in Prometheus text format, 0 when absent.
-fn counter(metrics: &str, name: &str) -> f64 {
+/// The sum of the samples named `name` (exactly) whose labels include every `key="value"` of
+/// `labels`, in Prometheus text format; 0 when none.
+pub(crate) fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix(name))
-        .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .filter_map(|l| Some((l.strip_prefix(name)?, l)))
+        .filter(|(rest, _)| rest.starts_with(' ') || rest.starts_with('{'))
+        .filter(|(_, line)| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|(_, line)| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
@@ -476,22 +482,58 @@ fn health_readiness_and_metrics_endpoints_answer() {
 
     let metrics = api.send("GET", "/metrics", None, &[], None);
     assert_eq!(metrics.status, 200, "/metrics: {}", metrics.body);
-    assert!(
-        metrics.body.contains("certmesh_certificates_issued_total"),
-        "/metrics lacks certmesh_certificates_issued_total:\n{}",
-        metrics.body
-    );
-    let before = counter(&metrics.body, "certmesh_certificates_issued_total");
+    let issued_labels = [
+        ("profile", "web"),
+        ("ca", "builtin-issuing"),
+        ("outcome", "issued"),
+    ];
+    let issue_rpc = [
+        ("service", "certmesh.issuance.v1.IssuanceService"),
+        ("method", "Issue"),
+    ];
+    let ok_issue_rpc = [issue_rpc[0], issue_rpc[1], ("code", "OK")];
+    let before = sample(&metrics.body, "certmesh_issuance_total", &issued_labels);
+    let rpcs_before = sample(&metrics.body, "certmesh_rpc_requests_total", &ok_issue_rpc);
     api.create_profile("web", &web_spec());
     let one = csr(server.dir.path(), "metrics.example.com", "P-256", &[]);
     issued(&api.issue(&one, "web", None, None));
     let after = api.send("GET", "/metrics", None, &[], None);
+    let body = &after.body;
     assert_eq!(
-        counter(&after.body, "certmesh_certificates_issued_total"),
+        sample(body, "certmesh_issuance_total", &issued_labels),
         before + 1.0,
-        "one issuance should add 1 to certmesh_certificates_issued_total:\n{}",
-        after.body
+        "one issuance should add 1 to certmesh_issuance_total{{outcome=\"issued\"}}:\n{body}"
     );
+    // The REST call is one gRPC call to the issuance role, counted and timed under its RPC.
+    assert_eq!(
+        sample(body, "certmesh_rpc_requests_total", &ok_issue_rpc),
+        rpcs_before + 1.0,
+        "/metrics lacks the Issue RPC:\n{body}"
+    );
+    assert!(
+        sample(body, "certmesh_rpc_duration_seconds_count", &issue_rpc) >= 1.0,
+        "/metrics lacks the Issue RPC's latency:\n{body}"
+    );
+    assert!(
+        body.contains("certmesh_rpc_duration_seconds_bucket{"),
+        "no latency buckets:\n{body}"
+    );
+    let route = [
+        ("method", "POST"),
+        ("route", "/api/v1/certificates"),
+        ("code", "OK"),
+    ];
+    assert!(
+        sample(body, "certmesh_http_requests_total", &route) >= 1.0,
+        "/metrics lacks the REST route:\n{body}"
+    );
+    // The fleet role's gauges and the relay's lag are there from the start in --dev.
+    for family in ["certmesh_agent_streams", "certmesh_outbox_lag_seconds"] {
+        assert!(
+            body.contains(&format!("\n{family} ")),
+            "{family} missing:\n{body}"
+        );
+    }
 }
 
 #[test]

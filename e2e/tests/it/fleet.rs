@@ -20,6 +20,7 @@ use std::{
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::dev_mode::sample;
 use crate::support::{
     DevServer, Process, assert_eventually, certmesh, free_port, output, run, tool, unique, write,
 };
@@ -878,7 +879,28 @@ fn an_agent_renews_its_identity_over_the_stream() {
         pem_sha256(&first),
         pem_sha256(&fs::read_to_string(agent.state.join("identity.pem")).expect("identity"))
     );
+    // One stream open while the agent runs; none once it is gone, and its Session call is
+    // counted on the agent listener.
+    let scrape = || server.api.send("GET", "/metrics", None, &[], None).body;
+    let session = [
+        ("service", "certmesh.fleet.v1.AgentService"),
+        ("method", "Session"),
+    ];
+    assert_eventually("one stream is counted open", JOB, || {
+        let body = scrape();
+        if sample(&body, "certmesh_agent_streams", &[]) == 1.0 {
+            Ok(())
+        } else {
+            Err(body)
+        }
+    });
     drop(running);
+    assert_eventually("the stream is counted closed", JOB, || {
+        let body = scrape();
+        let closed = sample(&body, "certmesh_agent_streams", &[]) == 0.0
+            && sample(&body, "certmesh_rpc_requests_total", &session) >= 1.0;
+        if closed { Ok(()) } else { Err(body) }
+    });
 }
 
 /// Work waits for an offline agent, and an agent killed in the middle of a job picks it up

@@ -31,7 +31,7 @@ pub mod session;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use certmesh_kit::SharedClock;
+use certmesh_kit::{SharedClock, metrics::Metrics};
 use certmesh_proto::fleet::{
     agent_service_server::AgentServiceServer, fleet_service_server::FleetServiceServer,
 };
@@ -111,6 +111,8 @@ pub struct Deps {
     pub issuance: IssuanceChannel,
     /// Settings.
     pub config: Config,
+    /// The process's metrics (open streams, jobs by state, the agent listener's requests).
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Deps {

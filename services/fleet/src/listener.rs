@@ -5,9 +5,12 @@
 
 use std::net::SocketAddr;
 
+use certmesh_kit::rpc_metrics::{RpcCatalog, RpcMetricsLayer};
+use certmesh_proto::fleet::agent_service_server::AgentServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::Fleet;
@@ -44,6 +47,16 @@ pub enum ListenError {
     Tls(#[from] tonic::transport::Error),
 }
 
+/// The agent service, as the RPC metrics label it.
+fn rpc_catalog() -> RpcCatalog {
+    let mut catalog = RpcCatalog::new();
+    let agents = AgentServiceServer::<Fleet>::NAME;
+    if let Err(e) = catalog.add_descriptors(certmesh_proto::FILE_DESCRIPTOR_SET, |s| s == agents) {
+        tracing::error!(error = %e, "The API descriptors do not decode; agent RPCs count as unknown.");
+    }
+    catalog
+}
+
 /// Serves `fleet`'s agent service on `listen` with the serving certificate `chain_pem` (leaf
 /// first) and `key_pem`.
 pub async fn start(
@@ -68,7 +81,10 @@ pub async fn start(
         addr: listen,
         source,
     })?;
+    let metrics = RpcMetricsLayer::new(fleet.deps.metrics.clone(), rpc_catalog());
     let router = Server::builder()
+        .layer(certmesh_kit::trace::SpanLayer)
+        .layer(metrics)
         .tls_config(tls)?
         .http2_keepalive_interval(Some(KEEPALIVE))
         .tcp_nodelay(true)

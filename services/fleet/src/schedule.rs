@@ -9,10 +9,13 @@
 //!   whose time came, down this replica's open streams.
 //! - **flush** (every 10 s): heartbeats since the last flush, one statement per tenant; agents
 //!   found retired are told and their streams closed.
+//! - **sample** (every 15 s, on every replica): jobs by state, every tenant, into
+//!   `certmesh_fleet_jobs`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration as StdDuration;
 
+use certmesh_kit::metrics::JobStateLabels;
 use certmesh_proto::fleet::{self as pb, server_message::Message as Out};
 use certmesh_store::fleet::{self, AgentRecord, BindingRecord, DeploymentRecord};
 use certmesh_store::{StoreError, TenantId, leases, tenants};
@@ -28,6 +31,7 @@ const LEASE_TTL: Duration = Duration::seconds(30);
 const PLAN_EVERY: u32 = 5;
 const OFFER_EVERY: u32 = 2;
 const FLUSH_EVERY: u32 = 10;
+const SAMPLE_EVERY: u32 = 15;
 
 impl Fleet {
     /// Runs the periodic work until `shutdown` turns true, then gives up the lease.
@@ -48,12 +52,40 @@ impl Fleet {
                     if n.is_multiple_of(FLUSH_EVERY) {
                         self.flush_heartbeats().await;
                     }
+                    if n.is_multiple_of(SAMPLE_EVERY)
+                        && let Err(e) = self.sample_jobs().await
+                    {
+                        tracing::warn!(error = %e, "Counting fleet jobs failed.");
+                    }
                 }
                 () = self.wake.notified() => self.offer_connected().await,
                 _ = shutdown.changed() => break,
             }
         }
         let _ = leases::release(self.store().conn(), SCHEDULER_LEASE, &self.config().replica).await;
+    }
+
+    /// Sets `certmesh_fleet_jobs` to the jobs in each state, summed over every tenant (each
+    /// counted in its own transaction: under row-level security no statement sees two).
+    pub async fn sample_jobs(&self) -> Result<(), FleetError> {
+        let mut jobs: HashMap<&'static str, i64> =
+            fleet::state::ALL.iter().map(|s| (*s, 0)).collect();
+        for (tenant, _, _) in tenants::list(self.store().conn()).await? {
+            let tx = self.store().begin_tenant(tenant).await?;
+            for (state, n) in fleet::count_jobs_by_state(&tx, tenant).await? {
+                if let Some(total) = jobs.get_mut(state.as_str()) {
+                    *total += i64::try_from(n).unwrap_or(i64::MAX);
+                }
+            }
+        }
+        for (state, n) in jobs {
+            self.deps
+                .metrics
+                .fleet_jobs
+                .get_or_create(&JobStateLabels { state })
+                .set(n);
+        }
+        Ok(())
     }
 
     async fn plan_if_leader(&self) {

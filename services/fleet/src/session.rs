@@ -5,6 +5,7 @@
 //! closed.
 
 use certmesh_crypto::csr::Csr;
+use certmesh_kit::metrics::GaugeGuard;
 use certmesh_proto::fleet::{
     self as pb, agent_message::Message as In, server_message::Message as Out,
 };
@@ -109,6 +110,8 @@ impl Fleet {
             return;
         }
         let conn = self.registry.register(who, tx.clone());
+        // Counted down when this task ends, however it ends (an aborted task drops it too).
+        let _open = GaugeGuard::hold(&self.deps.metrics.agent_streams);
         tracing::info!(agent = %who.agent, tenant = %who.tenant, hostname = %host.hostname, "Agent connected.");
         if self.welcome(&agent, &tx).await {
             self.offer(who, &tx).await;

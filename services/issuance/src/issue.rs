@@ -19,7 +19,7 @@ use certmesh_kit::{auth::AuthContext, rbac::Permission};
 use certmesh_store::{
     TenantId,
     approvals::ApprovalRecord,
-    cas::CaRecord,
+    cas::{self, CaRecord},
     certificates::{self, CertificateRecord},
     idempotency, outbox, profiles,
 };
@@ -31,9 +31,10 @@ use crate::{
     Issuance,
     commit::{Committed, Pending, Prepared, SignJob},
     error::IssuanceError,
-    issuer::Authority,
+    issuer::{Authority, ISSUING_NAME},
     model::IssueCommand,
     profile::{Denial, Grant, ValidatedProfile},
+    telemetry::{Answered, IssueObserved, Scope},
     tree::TreeCa,
 };
 
@@ -83,29 +84,35 @@ impl Issuance {
         cmd: IssueCommand,
     ) -> Result<RequestOutcome, IssuanceError> {
         let started = Instant::now();
-        let result = match self.check(auth, &cmd).await {
+        let mut scope = Scope::default();
+        let result = match self.check(auth, &cmd, &mut scope).await {
             Ok(Checked::Allowed {
                 version,
                 profile,
                 grant,
                 ..
-            }) if profile.requires_approval() || !auth.can(Permission::CertsIssue) => {
-                return self
-                    .hold(auth, &cmd, version, &grant)
-                    .await
-                    .map(RequestOutcome::PendingApproval);
-            }
+            }) if profile.requires_approval() || !auth.can(Permission::CertsIssue) => self
+                .hold(auth, &cmd, version, &grant)
+                .await
+                .map(RequestOutcome::PendingApproval),
             Ok(Checked::Allowed {
                 version,
                 grant,
                 authority,
                 ..
-            }) => self.sign(auth, &cmd, version, grant, authority).await,
-            Ok(Checked::Replayed(done)) => Ok(done),
+            }) => self
+                .sign(auth, &cmd, version, grant, authority)
+                .await
+                .map(RequestOutcome::Issued),
+            Ok(Checked::Replayed(done)) => Ok(RequestOutcome::Issued(done)),
             Err(e) => Err(e),
         };
-        self.observe(started, &result);
-        result.map(RequestOutcome::Issued)
+        let answered = result.as_ref().map(|r| match r {
+            RequestOutcome::Issued(done) => answered(done),
+            RequestOutcome::PendingApproval(_) => Answered::Held,
+        });
+        self.observe(&scope, answered, started);
+        result
     }
 
     /// Issue a certificate for `cmd` in `auth`'s tenant, with no approval gate: the signing
@@ -116,7 +123,8 @@ impl Issuance {
         cmd: IssueCommand,
     ) -> Result<IssueOutcome, IssuanceError> {
         let started = Instant::now();
-        let result = match self.check(auth, &cmd).await {
+        let mut scope = Scope::default();
+        let result = match self.check(auth, &cmd, &mut scope).await {
             Ok(Checked::Allowed {
                 version,
                 grant,
@@ -126,29 +134,17 @@ impl Issuance {
             Ok(Checked::Replayed(done)) => Ok(done),
             Err(e) => Err(e),
         };
-        self.observe(started, &result);
+        self.observe(&scope, result.as_ref().map(answered), started);
         result
     }
 
-    fn observe(&self, started: Instant, result: &Result<IssueOutcome, IssuanceError>) {
-        let metrics = &self.deps.metrics;
-        match result {
-            Ok(o) if o.replayed => {
-                metrics.issuance_replayed.inc();
-            }
-            Ok(_) => {
-                metrics.certificates_issued.inc();
-                metrics
-                    .issue_seconds
-                    .observe(started.elapsed().as_secs_f64());
-            }
-            Err(
-                IssuanceError::ProfileDenied { .. } | IssuanceError::NameConstraintExceeded { .. },
-            ) => {
-                metrics.issuance_denied.inc();
-            }
-            Err(_) => {}
+    fn observe(&self, scope: &Scope, result: Result<Answered, &IssuanceError>, started: Instant) {
+        IssueObserved {
+            scope,
+            result,
+            elapsed: started.elapsed(),
         }
+        .emit(&self.deps.metrics);
     }
 
     /// Answer a replayed key, or evaluate the active profile and check the tree CA it names
@@ -157,6 +153,7 @@ impl Issuance {
         &self,
         auth: &AuthContext,
         cmd: &IssueCommand,
+        scope: &mut Scope,
     ) -> Result<Checked, IssuanceError> {
         let tenant = auth.tenant_id;
         // One read transaction for the replay check, the profile and its tree CA.
@@ -167,13 +164,19 @@ impl Issuance {
                 if let Some(key) = &cmd.idempotency_key
                     && let Some(done) = replay(tx, tenant, key, &cmd.request_hash(), cmd).await?
                 {
+                    // The signing CA's name, for the metric (an external CA has no row).
+                    let ca = cas::get(tx, tenant, done.record.issuer_ca_id).await?;
+                    scope.profile = done.record.profile_name.clone();
+                    scope.ca = ca.map(|ca| ca.name).unwrap_or_default();
                     return Ok(Err(done));
                 }
                 let (version, profile) = self.active_profile(tx, tenant, &cmd.profile).await?;
+                scope.profile = cmd.profile.clone();
                 let ca = match profile.issuer_ca_id() {
                     None => None,
                     Some(id) => Some(TreeCa::read(tx, tenant, id).await?),
                 };
+                scope.ca = ca.as_ref().map_or(ISSUING_NAME, |ca| &ca.name).to_owned();
                 Ok::<_, IssuanceError>(Ok((version, profile, ca)))
             })
             .await?;
@@ -356,6 +359,15 @@ impl Issuance {
             .await
             .map_err(certmesh_store::StoreError::from)?;
         Ok(())
+    }
+}
+
+/// What an outcome that came back counts as.
+fn answered(done: &IssueOutcome) -> Answered {
+    if done.replayed {
+        Answered::Replayed
+    } else {
+        Answered::Issued
     }
 }
 

@@ -19,6 +19,7 @@ pub mod model;
 pub mod profile;
 mod profile_admin;
 mod query;
+mod telemetry;
 mod tree;
 
 use std::sync::Arc;

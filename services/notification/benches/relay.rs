@@ -79,6 +79,7 @@ async fn run(db: TestDb, label: &str) {
         clock: clock.clone(),
         kek: Arc::new(Kek::generate().expect("kek")),
         config,
+        metrics: certmesh_kit::metrics::Metrics::new(),
     });
     let (addr, received) = receiver().await;
     let (channel, _) = n

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use certmesh_crypto::keys::Kek;
-use certmesh_kit::SharedClock;
+use certmesh_kit::{SharedClock, metrics::Metrics};
 use certmesh_proto::notification::notification_service_server::NotificationServiceServer;
 use certmesh_store::Store;
 use chrono::{DateTime, Duration, Utc};
@@ -94,6 +94,8 @@ pub struct Deps {
     /// Seals channel secrets at rest.
     pub kek: Arc<Kek>,
     pub config: Config,
+    /// The process's metrics (outbox lag, deliveries).
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -131,6 +133,10 @@ impl Notifier {
 
     pub(crate) fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn kek(&self) -> &Kek {

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use certmesh_store::notification::{self as store, NewDelivery, RuleRecord};
 use certmesh_store::{StoreError, TenantId, leases, outbox, tenants};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use tokio::sync::watch;
 
 use crate::model::matches;
@@ -77,6 +77,9 @@ impl Notifier {
 
     async fn pass(&self) {
         if !self.lead().await {
+            // Only the relaying replica reports a backlog; `max` over replicas is the lag.
+            self.metrics().outbox_pending.set(0);
+            self.metrics().outbox_lag_seconds.set(0.0);
             return;
         }
         if let Err(e) = self.relay().await {
@@ -87,13 +90,46 @@ impl Notifier {
         }
     }
 
-    /// One relay pass over every tenant; returns the deliveries queued.
+    /// One relay pass over every tenant; returns the deliveries queued. The backlog it found
+    /// first goes to `certmesh_outbox_pending` and `certmesh_outbox_lag_seconds`.
     pub async fn relay(&self) -> Result<u64, NotifyError> {
+        let tenants = tenants::list(self.store().conn()).await?;
+        self.observe_backlog(tenants.iter().map(|(tenant, _, _)| *tenant))
+            .await?;
         let mut queued = 0;
-        for (tenant, _, _) in tenants::list(self.store().conn()).await? {
+        for (tenant, _, _) in tenants {
             queued += self.relay_tenant(tenant).await?;
         }
         Ok(queued)
+    }
+
+    /// Sets the outbox gauges to the events not relayed yet in `tenants` and the age of the
+    /// oldest (0 when none).
+    async fn observe_backlog(
+        &self,
+        tenants: impl Iterator<Item = TenantId>,
+    ) -> Result<(), NotifyError> {
+        let mut pending = 0;
+        let mut oldest: Option<DateTime<Utc>> = None;
+        for tenant in tenants {
+            let tx = self.store().begin_tenant(tenant).await?;
+            let backlog = outbox::backlog(&tx, tenant).await?;
+            drop(tx);
+            pending += backlog.pending;
+            oldest = match (oldest, backlog.oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        // An event stamped ahead of this replica's clock has no lag yet.
+        let lag = oldest.map_or(0.0, |t| {
+            (self.now() - t).to_std().map_or(0.0, |d| d.as_secs_f64())
+        });
+        let m = self.metrics();
+        m.outbox_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        m.outbox_lag_seconds.set(lag);
+        Ok(())
     }
 
     async fn relay_tenant(&self, tenant: TenantId) -> Result<u64, NotifyError> {

@@ -4,16 +4,18 @@
 //! sender that dies mid-send gives its rows back), sends them `concurrency` at a time, and
 //! records each outcome: delivered; failed and retried after `retry_base · 2^(attempt-1)`
 //! (capped at `retry_cap`); or dead after `max_attempts`, or at once when the channel refuses
-//! for good (a 4xx, a deleted channel, secrets that no longer open).
+//! for good (a 4xx, a deleted channel, secrets that no longer open). Each recorded outcome is
+//! logged and counted in `certmesh_notification_deliveries_total` ([`DeliveryRecorded`]).
 
 use std::collections::HashMap;
 
+use certmesh_kit::metrics::{DeliveryLabels, DeliveryOutcome, Metrics};
 use certmesh_store::notification::{self as store, ChannelRecord, DeliveryRecord};
 use certmesh_store::{StoreError, TenantId, outbox, tenants};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
-use crate::channel::{ChannelSettings, DeliveryError};
+use crate::channel::{ChannelKind, ChannelSettings, DeliveryError};
 use crate::model::notice;
 use crate::{Notifier, NotifyError};
 
@@ -65,8 +67,20 @@ impl Notifier {
             .values()
             .map(|c| (c.id, self.open_channel(c)))
             .collect();
+        let kinds: HashMap<uuid::Uuid, &'static str> = channels
+            .values()
+            .map(|c| {
+                (
+                    c.id,
+                    c.kind.parse().map_or(UNKNOWN_KIND, ChannelKind::as_str),
+                )
+            })
+            .collect();
         futures::stream::iter(claimed)
-            .map(|d| self.send_one(tenant, tenant_name, &settings, d))
+            .map(|d| {
+                let kind = kinds.get(&d.channel_id).copied().unwrap_or(UNKNOWN_KIND);
+                self.send_one(tenant, tenant_name, &settings, kind, d)
+            })
             .buffer_unordered(self.config().concurrency.max(1))
             .for_each(|()| async {})
             .await;
@@ -89,6 +103,7 @@ impl Notifier {
         tenant: TenantId,
         tenant_name: &str,
         settings: &HashMap<uuid::Uuid, Result<ChannelSettings, String>>,
+        kind: &'static str,
         d: DeliveryRecord,
     ) {
         let outcome = match settings.get(&d.channel_id) {
@@ -96,7 +111,7 @@ impl Notifier {
             Some(Err(why)) => Err(permanent(why)),
             Some(Ok(ch)) => self.attempt(tenant, tenant_name, ch, &d).await,
         };
-        if let Err(e) = self.record(tenant, &d, outcome).await {
+        if let Err(e) = self.record(tenant, &d, kind, outcome).await {
             tracing::warn!(delivery = %d.id, error = %e, "Recording a delivery failed.");
         }
     }
@@ -130,32 +145,74 @@ impl Notifier {
         &self,
         tenant: TenantId,
         d: &DeliveryRecord,
+        kind: &'static str,
         outcome: Result<(), DeliveryError>,
     ) -> Result<(), NotifyError> {
         let now = self.now();
         let tx = self.store().begin_tenant(tenant).await?;
-        match outcome {
+        let (detail, retry) = match &outcome {
             Ok(()) => {
                 store::mark_delivered(&tx, tenant, d.id, now).await?;
-                tracing::info!(delivery = %d.id, event = %d.event_id, channel = %d.channel_id, attempt = d.attempts, "Notification delivered.");
+                (None, None)
             }
             Err(e) => {
                 let c = self.config();
                 let retry = (e.retryable && d.attempts < c.max_attempts)
                     .then(|| retry_at(now, d.attempts, c.retry_base, c.retry_cap));
                 store::mark_failed(&tx, tenant, d.id, &e.detail, retry, now).await?;
-                match retry {
-                    Some(at) => {
-                        tracing::info!(delivery = %d.id, channel = %d.channel_id, attempt = d.attempts, retry_at = %at, detail = %e.detail, "Notification failed; will retry.")
-                    }
-                    None => {
-                        tracing::warn!(delivery = %d.id, channel = %d.channel_id, attempt = d.attempts, detail = %e.detail, "Notification dead-lettered.")
-                    }
-                }
+                (Some(e.detail.as_str()), retry)
             }
-        }
+        };
         tx.commit().await.map_err(StoreError::from)?;
+        DeliveryRecorded {
+            delivery: d,
+            kind,
+            detail,
+            retry,
+        }
+        .emit(self.metrics());
         Ok(())
+    }
+}
+
+/// The `channel_kind` of a delivery whose channel is gone.
+const UNKNOWN_KIND: &str = "unknown";
+
+/// A delivery attempt's outcome, once it is recorded: its log line and its count.
+#[derive(Debug)]
+struct DeliveryRecorded<'a> {
+    delivery: &'a DeliveryRecord,
+    kind: &'static str,
+    /// Why it failed; `None` when it was delivered.
+    detail: Option<&'a str>,
+    /// When the next attempt may start; `None` when there is none.
+    retry: Option<DateTime<Utc>>,
+}
+
+impl DeliveryRecorded<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let d = self.delivery;
+        let outcome = match (self.detail, self.retry) {
+            (None, _) => {
+                tracing::info!(delivery = %d.id, event = %d.event_id, channel = %d.channel_id, kind = self.kind, attempt = d.attempts, "Notification delivered.");
+                DeliveryOutcome::Delivered
+            }
+            (Some(detail), Some(at)) => {
+                tracing::info!(delivery = %d.id, channel = %d.channel_id, kind = self.kind, attempt = d.attempts, retry_at = %at, detail, "Notification failed; will retry.");
+                DeliveryOutcome::Failed
+            }
+            (Some(detail), None) => {
+                tracing::warn!(delivery = %d.id, channel = %d.channel_id, kind = self.kind, attempt = d.attempts, detail, "Notification dead-lettered.");
+                DeliveryOutcome::Dead
+            }
+        };
+        metrics
+            .notification_deliveries
+            .get_or_create(&DeliveryLabels {
+                channel_kind: self.kind,
+                outcome,
+            })
+            .inc();
     }
 }
 

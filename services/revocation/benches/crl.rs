@@ -276,6 +276,7 @@ async fn bench(name: &str, store: Store) {
         f.keys.clone(),
         Arc::new(SystemClock),
         Config::new(urls),
+        certmesh_kit::metrics::Metrics::new(),
     );
     let scope = CrlScope {
         tenant: f.tenant,

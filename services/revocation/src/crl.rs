@@ -7,12 +7,13 @@
 //!
 //! The publisher regenerates a CRL when it has none, when it is older than `crl_refresh`, or
 //! when a revocation in its scope changed since it was made; it runs every few seconds after a
-//! revocation ([`Publisher::kick`]) and on a timer otherwise. One replica publishes at a time: it
-//! holds the `crl-publisher` lease in the store while it works.
+//! revocation ([`Publisher::kick`]) and on a timer otherwise ([`tick`]: half of `crl_refresh`,
+//! at most 30 s). One replica publishes at a time: it holds the `crl-publisher` lease in the
+//! store while it works, for a few ticks at a time ([`lease_ttl`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use certmesh_crypto::{
     cert::{Certificate, IssuingCa},
@@ -22,7 +23,11 @@ use certmesh_crypto::{
     revocation::RevocationReason,
     serial::Serial,
 };
-use certmesh_kit::{SharedClock, pki::MAX_CRL_SHARDS};
+use certmesh_kit::{
+    SharedClock,
+    metrics::{CrlLabels, CrlOutcome, Metrics},
+    pki::MAX_CRL_SHARDS,
+};
 use certmesh_store::{
     CaId, Store, TenantId, ca_certificates, certificates,
     crls::{self, CrlRecord},
@@ -36,10 +41,14 @@ use crate::{Config, error::RevocationError};
 
 /// The lease one publisher holds while it works.
 pub const LEASE: &str = "crl-publisher";
-/// How long the lease lasts without renewal.
-const LEASE_TTL: Duration = Duration::minutes(2);
-/// How often the publisher looks for due CRLs without being woken.
-const TICK: StdDuration = StdDuration::from_secs(30);
+/// The longest wait between rounds when nobody wakes the publisher.
+const MAX_TICK: StdDuration = StdDuration::from_secs(30);
+/// The shortest wait between rounds.
+const MIN_TICK: StdDuration = StdDuration::from_secs(1);
+/// The lease lasts this many rounds without renewal (every round renews it).
+const LEASE_TICKS: u32 = 4;
+/// The shortest lease: a round must fit in it.
+const MIN_LEASE_TTL: Duration = Duration::seconds(10);
 /// After a wake-up, how long to gather further revocations (a bulk revocation) first.
 const DEBOUNCE: StdDuration = StdDuration::from_millis(500);
 /// A revocation this close before a CRL's thisUpdate may have missed it: regenerate.
@@ -90,6 +99,7 @@ pub struct Publisher {
     keys: Arc<dyn KeyBackend>,
     clock: SharedClock,
     config: Config,
+    metrics: Arc<Metrics>,
     wake: Notify,
     signers: Mutex<HashMap<uuid::Uuid, Arc<IssuingCa>>>,
 }
@@ -104,18 +114,20 @@ struct KeyRow {
 }
 
 impl Publisher {
-    /// A publisher over `store`.
+    /// A publisher over `store`, counting what it makes in `metrics`.
     pub fn new(
         store: Store,
         keys: Arc<dyn KeyBackend>,
         clock: SharedClock,
         config: Config,
+        metrics: Arc<Metrics>,
     ) -> Arc<Publisher> {
         Arc::new(Publisher {
             store,
             keys,
             clock,
             config,
+            metrics,
             wake: Notify::new(),
             signers: Mutex::default(),
         })
@@ -126,7 +138,18 @@ impl Publisher {
         self.wake.notify_one();
     }
 
-    /// Publishes due CRLs until `shutdown` turns true: on every wake-up and every 30 s.
+    /// The wait between rounds nobody asked for ([`tick`] of `crl_refresh`).
+    pub fn tick(&self) -> StdDuration {
+        tick(self.config.crl_refresh)
+    }
+
+    /// How long the lease lasts without renewal ([`lease_ttl`] of the tick).
+    pub fn lease_ttl(&self) -> Duration {
+        lease_ttl(self.tick())
+    }
+
+    /// Publishes due CRLs until `shutdown` turns true: on every wake-up and every
+    /// [`Publisher::tick`].
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
             match self.publish_due().await {
@@ -140,7 +163,7 @@ impl Publisher {
             }
             tokio::select! {
                 _ = self.wake.notified() => tokio::time::sleep(DEBOUNCE).await,
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(self.tick()) => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
@@ -161,7 +184,7 @@ impl Publisher {
             LEASE,
             &self.config.replica,
             now,
-            LEASE_TTL,
+            self.lease_ttl(),
         )
         .await?
         {
@@ -183,7 +206,7 @@ impl Publisher {
                 LEASE,
                 &self.config.replica,
                 self.clock.now(),
-                LEASE_TTL,
+                self.lease_ttl(),
             )
             .await?;
         }
@@ -244,8 +267,29 @@ impl Publisher {
             .await
     }
 
-    /// Makes, signs, stores and announces the CRL of one scope.
+    /// Makes, signs, stores and announces the CRL of one scope; counted in
+    /// `certmesh_crl_generations_total` and, when published, timed in
+    /// `certmesh_crl_generation_seconds`.
     pub async fn publish(&self, scope: &CrlScope) -> Result<Published, RevocationError> {
+        let started = Instant::now();
+        let made = self.make(scope).await;
+        let outcome = match &made {
+            Ok(_) => {
+                self.metrics
+                    .crl_generation_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                CrlOutcome::Published
+            }
+            Err(_) => CrlOutcome::Failed,
+        };
+        self.metrics
+            .crl_generations
+            .get_or_create(&CrlLabels { outcome })
+            .inc();
+        made
+    }
+
+    async fn make(&self, scope: &CrlScope) -> Result<Published, RevocationError> {
         let tenant = scope.tenant;
         let key = self
             .store
@@ -374,6 +418,24 @@ impl Publisher {
     }
 }
 
+/// The wait between publisher rounds nobody asked for: half of `refresh`, so a CRL is never
+/// more than one and a half refresh periods old, between 1 s and 30 s.
+pub fn tick(refresh: Duration) -> StdDuration {
+    (refresh / 2)
+        .to_std()
+        .unwrap_or(MAX_TICK)
+        .clamp(MIN_TICK, MAX_TICK)
+}
+
+/// How long the publisher's lease lasts without renewal: four rounds of `tick` (two minutes at
+/// the longest tick), at least 10 s. A replica that dies is replaced that long after its last
+/// round.
+pub fn lease_ttl(tick: StdDuration) -> Duration {
+    Duration::from_std(tick * LEASE_TICKS)
+        .unwrap_or(MIN_LEASE_TTL)
+        .max(MIN_LEASE_TTL)
+}
+
 /// Whether a revocation in the scope changed at or after the CRL's thisUpdate (less the race
 /// margin) — the CRL may not list it.
 async fn stale_since<C: sea_orm::ConnectionTrait>(
@@ -415,4 +477,25 @@ async fn sign(
             .map_err(|e| RevocationError::Corrupt(format!("CRL signing task: {e}")))??);
     }
     Ok(work()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tick_is_half_the_refresh_within_bounds_and_the_lease_four_ticks() {
+        let secs = StdDuration::from_secs;
+        let cases = [
+            (Duration::hours(1), secs(30), Duration::minutes(2)),
+            (Duration::seconds(40), secs(20), Duration::seconds(80)),
+            (Duration::seconds(4), secs(2), Duration::seconds(10)),
+            (Duration::seconds(1), secs(1), Duration::seconds(10)),
+            (Duration::zero(), secs(1), Duration::seconds(10)),
+        ];
+        for (refresh, want_tick, want_ttl) in cases {
+            assert_eq!(tick(refresh), want_tick, "{refresh}");
+            assert_eq!(lease_ttl(tick(refresh)), want_ttl, "{refresh}");
+        }
+    }
 }

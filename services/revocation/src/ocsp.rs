@@ -27,7 +27,7 @@ use certmesh_crypto::{
     },
     serial::Serial,
 };
-use certmesh_kit::SharedClock;
+use certmesh_kit::{SharedClock, metrics::OcspResult};
 use certmesh_store::{CaId, Store, TenantId, certificates, revocations};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -55,6 +55,8 @@ pub enum Answer {
         next_update: DateTime<Utc>,
         /// Whether HTTP caches may keep it (no nonce).
         cacheable: bool,
+        /// The status of its (first) certificate.
+        status: CertStatus,
     },
     /// An unsigned error response.
     Error(OcspErrorStatus),
@@ -68,6 +70,24 @@ impl Answer {
             Answer::Error(status) => {
                 Bytes::from_static(certmesh_crypto::ocsp::error_response(*status))
             }
+        }
+    }
+
+    /// What it counts as in `certmesh_ocsp_requests_total`.
+    pub fn result(&self) -> OcspResult {
+        match self {
+            Answer::Response { status, .. } => match status {
+                CertStatus::Good => OcspResult::Good,
+                CertStatus::Revoked { .. } => OcspResult::Revoked,
+                CertStatus::Unknown => OcspResult::Unknown,
+            },
+            Answer::Error(status) => match status {
+                OcspErrorStatus::MalformedRequest => OcspResult::Malformed,
+                OcspErrorStatus::InternalError => OcspResult::InternalError,
+                OcspErrorStatus::TryLater => OcspResult::TryLater,
+                OcspErrorStatus::SigRequired => OcspResult::SigRequired,
+                OcspErrorStatus::Unauthorized => OcspResult::Unauthorized,
+            },
         }
     }
 }
@@ -256,6 +276,7 @@ impl Responders {
             this_update,
             next_update,
             cacheable: parsed.nonce.is_none(),
+            status: statuses.swap_remove(0),
         }
     }
 
@@ -283,6 +304,7 @@ impl Responders {
             this_update: entry.this_update,
             next_update: entry.next_update,
             cacheable: true,
+            status: entry.status.clone(),
         })
     }
 

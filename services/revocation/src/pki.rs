@@ -28,6 +28,7 @@ use bytes::Bytes;
 use certmesh_crypto::{digest::sha256_hex, keys::KeyBackend, ocsp::MAX_REQUEST_LEN};
 use certmesh_kit::{
     SharedClock,
+    metrics::{Metrics, OcspLabels, OcspResult},
     pki::{CRL_PREFIX, OCSP_PATH},
 };
 use certmesh_store::{Store, crls};
@@ -78,6 +79,8 @@ pub struct PkiOptions {
     pub clock: SharedClock,
     /// The role's settings.
     pub config: Config,
+    /// The process's metrics (OCSP requests are counted by result).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A running PKI listener.
@@ -118,6 +121,7 @@ struct State {
     directory: Arc<Directory>,
     store: Store,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     crls: Mutex<HashMap<(uuid::Uuid, u32), CheckedCrl>>,
 }
 
@@ -207,6 +211,7 @@ async fn run(opts: PkiOptions, ready: Ready, mut shutdown: watch::Receiver<bool>
         directory,
         store,
         clock: opts.clock.clone(),
+        metrics: opts.metrics.clone(),
         crls: Mutex::default(),
     });
     tokio::spawn(maintain(responders, shutdown.clone()));
@@ -307,10 +312,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     let path = req.uri().path().to_owned();
     let reply = if path == OCSP_PATH {
         match *req.method() {
-            Method::POST => ocsp_post(&state, req).await,
-            Method::GET => plain(
-                StatusCode::BAD_REQUEST,
-                "GET needs the base64 request in the path\n",
+            Method::POST => ocsp(&state, ocsp_post(&state, req).await, false),
+            Method::GET => ocsp(
+                &state,
+                Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    "GET needs the base64 request in the path\n",
+                )),
+                true,
             ),
             _ => not_allowed("GET, POST"),
         }
@@ -319,7 +328,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
         .and_then(|rest| rest.strip_prefix('/'))
     {
         match *req.method() {
-            Method::GET => ocsp_get(&state, encoded).await,
+            Method::GET => ocsp(&state, ocsp_get(&state, encoded).await, true),
             _ => not_allowed("GET"),
         }
     } else if let Some(rest) = path.strip_prefix(CRL_PREFIX) {
@@ -336,7 +345,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     Ok(reply)
 }
 
-async fn ocsp_post(state: &State, req: Request<Incoming>) -> Reply {
+/// The reply to an OCSP request (its answer, or the HTTP refusal before any), counted in
+/// `certmesh_ocsp_requests_total` by result.
+fn ocsp(state: &State, answer: Result<Answer, Reply>, by_get: bool) -> Reply {
+    let (result, reply) = match answer {
+        Ok(answer) => (answer.result(), ocsp_reply(&answer, by_get)),
+        Err(refusal) => (OcspResult::BadRequest, refusal),
+    };
+    state
+        .metrics
+        .ocsp_requests
+        .get_or_create(&OcspLabels { result })
+        .inc();
+    reply
+}
+
+async fn ocsp_post(state: &State, req: Request<Incoming>) -> Result<Answer, Reply> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -349,10 +373,10 @@ async fn ocsp_post(state: &State, req: Request<Incoming>) -> Reply {
                 .to_ascii_lowercase()
         });
     if content_type.as_deref() != Some(OCSP_REQUEST) {
-        return plain(
+        return Err(plain(
             StatusCode::BAD_REQUEST,
             "POST an OCSP request with Content-Type: application/ocsp-request\n",
-        );
+        ));
     }
     let declared = req
         .headers()
@@ -360,7 +384,7 @@ async fn ocsp_post(state: &State, req: Request<Incoming>) -> Reply {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_REQUEST_LEN) {
-        return plain(StatusCode::BAD_REQUEST, "OCSP request too large\n");
+        return Err(plain(StatusCode::BAD_REQUEST, "OCSP request too large\n"));
     }
     let body = match Limited::new(req.into_body(), MAX_REQUEST_LEN)
         .collect()
@@ -368,29 +392,26 @@ async fn ocsp_post(state: &State, req: Request<Incoming>) -> Reply {
     {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return plain(
+            return Err(plain(
                 StatusCode::BAD_REQUEST,
                 "OCSP request too large or unreadable\n",
-            );
+            ));
         }
     };
-    let answer = state.responders.answer(&body).await;
-    ocsp_reply(&answer, false)
+    Ok(state.responders.answer(&body).await)
 }
 
-async fn ocsp_get(state: &State, encoded: &str) -> Reply {
+async fn ocsp_get(state: &State, encoded: &str) -> Result<Answer, Reply> {
     // base64 of MAX_REQUEST_LEN bytes, percent-encoded at worst three characters per character.
     if encoded.len() > MAX_REQUEST_LEN * 4 {
-        return plain(StatusCode::BAD_REQUEST, "OCSP request too large\n");
+        return Err(plain(StatusCode::BAD_REQUEST, "OCSP request too large\n"));
     }
     let Some(der) = percent_decode(encoded).and_then(|b64| decode_base64(&b64)) else {
-        return ocsp_reply(
-            &Answer::Error(certmesh_crypto::ocsp::OcspErrorStatus::MalformedRequest),
-            false,
-        );
+        return Ok(Answer::Error(
+            certmesh_crypto::ocsp::OcspErrorStatus::MalformedRequest,
+        ));
     };
-    let answer = state.responders.answer(&der).await;
-    ocsp_reply(&answer, true)
+    Ok(state.responders.answer(&der).await)
 }
 
 fn ocsp_reply(answer: &Answer, by_get: bool) -> Reply {

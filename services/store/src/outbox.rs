@@ -154,6 +154,34 @@ pub async fn unpublished<C: ConnectionTrait>(
         .collect()
 }
 
+/// The tenant's events not relayed yet: how many, and when the oldest was appended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events not relayed yet.
+    pub pending: u64,
+    /// `created_at` of the oldest of them; `None` when there are none.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// The tenant's [`Backlog`], read without locking anything (for the outbox lag gauges).
+pub async fn backlog<C: ConnectionTrait>(c: &C, tenant: TenantId) -> Result<Backlog> {
+    let unpublished = || {
+        t::Entity::find()
+            .filter(t::Column::TenantId.eq(tenant.0))
+            .filter(t::Column::PublishedAt.is_null())
+    };
+    let pending = sea_orm::PaginatorTrait::count(unpublished(), c).await?;
+    let oldest = unpublished()
+        .select_only()
+        .column(t::Column::CreatedAt)
+        .order_by_asc(t::Column::CreatedAt)
+        .limit(1)
+        .into_tuple()
+        .one(c)
+        .await?;
+    Ok(Backlog { pending, oldest })
+}
+
 /// Marks events `ids` relayed at `now`.
 pub async fn mark_published<C: ConnectionTrait>(
     c: &C,

@@ -13,6 +13,7 @@ use certmesh_fleet::{
 use certmesh_kit::{
     auth::AuthContext,
     clock::{Clock, TestClock},
+    metrics::Metrics,
     rbac::Role,
 };
 use certmesh_proto::fleet as pb;
@@ -40,6 +41,7 @@ struct World {
     db: TestDb,
     fleet: Fleet,
     clock: TestClock,
+    metrics: Arc<Metrics>,
     _keys: tempfile::TempDir,
 }
 
@@ -57,17 +59,20 @@ async fn world(db: TestDb) -> World {
         .await
         .expect("loaded");
     assert_eq!(identity.certificate(), again.certificate(), "made once");
+    let metrics = Metrics::new();
     let fleet = Fleet::new(Deps {
         store: db.store.clone(),
         clock: Arc::new(clock.clone()),
         identity: Arc::new(identity),
         issuance: no_issuance(),
         config: Config::new(),
+        metrics: metrics.clone(),
     });
     World {
         db,
         fleet,
         clock,
+        metrics,
         _keys: dir,
     }
 }
@@ -325,6 +330,22 @@ async fn the_scheduler_makes_issue_then_renew_jobs_for_each_target_once() {
             "{b:?}"
         );
         assert_eq!(w.fleet.plan().await.expect("plan"), 0, "{b:?}");
+
+        // The jobs gauge, sampled from the store: a1's job succeeded and its renewal is
+        // pending, a2's job was cancelled; every state has a series.
+        let jobs = |state: &str| w.metrics.sample("certmesh_fleet_jobs", &[("state", state)]);
+        assert_eq!(jobs("pending"), 0.0, "not sampled yet");
+        w.fleet.sample_jobs().await.expect("sample");
+        for (state, n) in [
+            ("pending", 1.0),
+            ("succeeded", 1.0),
+            ("cancelled", 1.0),
+            ("dead", 0.0),
+        ] {
+            assert_eq!(jobs(state), n, "{b:?} {state}: {}", w.metrics.render());
+        }
+        let series = w.metrics.render().matches("certmesh_fleet_jobs{").count();
+        assert_eq!(series, fleet::state::ALL.len(), "{b:?}");
 
         // Another tenant sees none of it and cannot bind acme's agent.
         let globex = tenant(&w.db, "globex").await;

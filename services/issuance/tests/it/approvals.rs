@@ -130,6 +130,22 @@ async fn an_ra_officer_request_waits_for_approval_and_then_issues_once() {
         assert!(replayed);
         assert_eq!(record.certificate_der, issued.record.certificate_der);
         assert_eq!(h.certificate_count().await, 1);
+        // Held twice (the request and its retry), refused once (the key reused), issued once
+        // on approval, replayed once.
+        for (outcome, n) in [
+            ("pending_approval", 2.0),
+            ("refused", 1.0),
+            ("issued", 1.0),
+            ("replayed", 1.0),
+        ] {
+            let labels = [("profile", "web"), ("outcome", outcome)];
+            assert_eq!(
+                h.issuance_total(&labels),
+                n,
+                "{outcome}: {}",
+                h.metrics.render()
+            );
+        }
 
         let rows = h
             .store

@@ -20,6 +20,8 @@ pub struct Harness {
     pub auth: AuthContext,
     /// The key backend of the built-in CA, where tests put the keys of the CAs they build.
     pub keys: Arc<dyn KeyBackend>,
+    /// The role's metrics.
+    pub metrics: Arc<Metrics>,
     pub _db: TestDb,
     pub _keys: tempfile::TempDir,
 }
@@ -51,11 +53,12 @@ pub async fn harness(db: TestDb) -> Harness {
         .bootstrap(tenant, "test", start())
         .await
         .expect("bootstrap");
+    let metrics = Metrics::new();
     let issuance = Issuance::new(Deps {
         store: store.clone(),
         clock: Arc::new(clock.clone()),
         builtin,
-        metrics: Metrics::new(),
+        metrics: metrics.clone(),
     });
     let auth = AuthContext {
         tenant_id: tenant,
@@ -72,6 +75,7 @@ pub async fn harness(db: TestDb) -> Harness {
         clock,
         auth,
         keys,
+        metrics,
         _db: db,
         _keys: keys_dir,
     }
@@ -104,6 +108,11 @@ pub fn web_spec() -> pb::ProfileSpec {
 }
 
 impl Harness {
+    /// `certmesh_issuance_total` summed over the series with these labels.
+    pub fn issuance_total(&self, labels: &[(&str, &str)]) -> f64 {
+        self.metrics.sample("certmesh_issuance_total", labels)
+    }
+
     pub async fn profile(&self, name: &str, spec: pb::ProfileSpec) -> u32 {
         self.issuance
             .create_profile(&self.auth, name, Some(spec))

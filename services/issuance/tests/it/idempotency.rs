@@ -32,6 +32,14 @@ async fn the_same_key_and_request_return_the_same_certificate_byte_for_byte() {
             "{err:?}"
         );
         assert_eq!(h.certificate_count().await, 1);
+        let replayed = [
+            ("profile", "web"),
+            ("ca", "builtin-issuing"),
+            ("outcome", "replayed"),
+        ];
+        assert_eq!(h.issuance_total(&replayed), 1.0, "{}", h.metrics.render());
+        assert_eq!(h.issuance_total(&[("outcome", "issued")]), 1.0);
+        assert_eq!(h.issuance_total(&[("outcome", "refused")]), 1.0);
     }
 }
 

@@ -36,6 +36,14 @@ async fn issue_signs_stores_and_records_events() {
         let evaluated = h.events("issuance.profile_evaluated").await;
         assert_eq!(evaluated.len(), 1);
         assert_eq!(evaluated[0]["decision"], "allow");
+        let issued = [
+            ("profile", "web"),
+            ("ca", "builtin-issuing"),
+            ("outcome", "issued"),
+        ];
+        assert_eq!(h.issuance_total(&issued), 1.0, "{}", h.metrics.render());
+        assert_eq!(h.issuance_total(&[]), 1.0, "one pass, one count");
+        assert_eq!(h.metrics.sample("certmesh_issue_seconds_count", &[]), 1.0);
     }
 }
 
@@ -72,6 +80,10 @@ async fn a_denied_request_signs_nothing_but_keeps_its_deny_event() {
         }
         assert_eq!(h.certificate_count().await, 0);
         assert!(h.events("ca.issue").await.is_empty());
+        let denied = [("profile", "web"), ("outcome", "denied")];
+        assert_eq!(h.issuance_total(&denied), 3.0, "{}", h.metrics.render());
+        assert_eq!(h.issuance_total(&[("outcome", "issued")]), 0.0);
+        assert_eq!(h.metrics.sample("certmesh_issue_seconds_count", &[]), 0.0);
     }
 }
 
@@ -112,6 +124,10 @@ async fn an_unknown_profile_is_not_found_and_writes_nothing() {
         );
         assert_eq!(h.certificate_count().await, 0);
         assert!(h.events("issuance.profile_evaluated").await.is_empty());
+        // The caller's made-up name never becomes a label value.
+        let refused = [("profile", ""), ("ca", ""), ("outcome", "refused")];
+        assert_eq!(h.issuance_total(&refused), 1.0, "{}", h.metrics.render());
+        assert!(!h.metrics.render().contains("nope"));
     }
 }
 

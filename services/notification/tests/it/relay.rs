@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use certmesh_crypto::keys::Kek;
 use certmesh_kit::clock::{Clock, TestClock};
-use certmesh_kit::{auth::AuthContext, rbac::Role, secret::Secret};
+use certmesh_kit::{auth::AuthContext, metrics::Metrics, rbac::Role, secret::Secret};
 use certmesh_notification::admin::NewChannel;
 use certmesh_notification::channel::webhook_signature;
 use certmesh_notification::{Config, Deps, Notifier, NotifyError};
@@ -46,6 +46,17 @@ async fn tenant(db: &TestDb, name: &str) -> TenantId {
 }
 
 fn notifier(db: &TestDb, clock: &TestClock, kek: &Arc<Kek>, max_attempts: u32) -> Notifier {
+    notifier_with(db, clock, kek, max_attempts, Metrics::new())
+}
+
+/// [`notifier`], counting into `metrics`.
+fn notifier_with(
+    db: &TestDb,
+    clock: &TestClock,
+    kek: &Arc<Kek>,
+    max_attempts: u32,
+    metrics: Arc<Metrics>,
+) -> Notifier {
     let mut config = Config::new();
     config.max_attempts = max_attempts;
     config.retry_base = Duration::seconds(30);
@@ -55,6 +66,7 @@ fn notifier(db: &TestDb, clock: &TestClock, kek: &Arc<Kek>, max_attempts: u32) -
         clock: Arc::new(clock.clone()),
         kek: kek.clone(),
         config,
+        metrics,
     })
 }
 
@@ -256,11 +268,16 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_then_requeued_and_deliv
         let clock = TestClock::at(t0());
         let kek = Arc::new(Kek::generate().expect("kek"));
         let auth = admin(acme);
-        let n = notifier(&db, &clock, &kek, 3);
+        let metrics = Metrics::new();
+        let n = notifier_with(&db, &clock, &kek, 3, metrics.clone());
         let id = webhook(&n, &auth, addr).await;
         n.create_rule(&auth, "ca-events", &["ca.*".into()], &[id.to_string()])
             .await
             .expect("rule");
+        let deliveries = |outcome: &str| {
+            let labels = [("channel_kind", "webhook"), ("outcome", outcome)];
+            metrics.sample("certmesh_notification_deliveries_total", &labels)
+        };
         let tx = db.store.begin_tenant(acme).await.expect("tx");
         let event = outbox::append(
             &tx,
@@ -283,10 +300,26 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_then_requeued_and_deliv
         .await
         .expect("unrouted event");
         tx.commit().await.expect("commit");
+        // The relay finds the events five seconds old, then none left.
+        clock.advance(Duration::seconds(5));
         assert_eq!(
             n.relay().await.expect("relay"),
             1,
             "{b:?}: only the rule's events"
+        );
+        let pending = metrics.sample("certmesh_outbox_pending", &[]);
+        assert!(pending >= 2.0, "{b:?}: {}", metrics.render());
+        assert_eq!(
+            metrics.sample("certmesh_outbox_lag_seconds", &[]),
+            5.0,
+            "{b:?}"
+        );
+        n.relay().await.expect("relay again");
+        assert_eq!(metrics.sample("certmesh_outbox_pending", &[]), 0.0, "{b:?}");
+        assert_eq!(
+            metrics.sample("certmesh_outbox_lag_seconds", &[]),
+            0.0,
+            "{b:?}"
         );
 
         let sent = |k: usize| hook.requests().len() - before == k;
@@ -314,6 +347,16 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_then_requeued_and_deliv
         clock.advance(Duration::hours(2));
         n.send_due().await.expect("pass");
         assert!(sent(3), "{b:?}: dead letters are not retried");
+        assert_eq!(
+            (
+                deliveries("failed"),
+                deliveries("dead"),
+                deliveries("delivered")
+            ),
+            (2.0, 1.0, 0.0),
+            "{b:?}: two retried attempts, then a dead letter: {}",
+            metrics.render()
+        );
 
         hook.answer(200, Reply::Ok);
         let requeued = n
@@ -340,6 +383,7 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_then_requeued_and_deliv
             .await
             .expect("list");
         assert_eq!(delivered.len(), 1, "{b:?}");
+        assert_eq!(deliveries("delivered"), 1.0, "{b:?}");
         let again = n.requeue(&auth, &dead[0].id.to_string()).await;
         assert!(
             matches!(again, Err(NotifyError::DeliveryNotDead { .. })),
@@ -365,6 +409,11 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_then_requeued_and_deliv
             .await
             .expect("list");
         assert_eq!((dead.len(), dead[0].attempts), (1, 1), "{b:?}");
+        assert_eq!(
+            (deliveries("failed"), deliveries("dead")),
+            (2.0, 2.0),
+            "{b:?}"
+        );
     }
 }
 

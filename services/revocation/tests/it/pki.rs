@@ -8,7 +8,10 @@ use std::time::{Duration as StdDuration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use certmesh_crypto::{crl::parse_crl, digest::sha256_hex, ocsp::HashAlgorithm};
-use certmesh_kit::pki::{CRL_PREFIX, OCSP_PATH};
+use certmesh_kit::{
+    metrics::Metrics,
+    pki::{CRL_PREFIX, OCSP_PATH},
+};
 use certmesh_revocation::{
     Deps, Revocations,
     pki::{self, PkiOptions},
@@ -121,6 +124,7 @@ async fn the_pki_listener_serves_ocsp_and_crls_over_http() {
     let doomed = f.leaf_with(&f.issuing, &in_shard(1)).await;
     f.publisher.publish_due().await.expect("CRLs");
 
+    let metrics = Metrics::new();
     let handle = pki::start(PkiOptions {
         listen: "127.0.0.1:0".parse().expect("address"),
         workers: 1,
@@ -128,6 +132,7 @@ async fn the_pki_listener_serves_ocsp_and_crls_over_http() {
         keys: f.keys.clone(),
         clock: f.shared_clock(),
         config: f.config.clone(),
+        metrics: metrics.clone(),
     })
     .expect("listener started");
     let addr = handle.addr;
@@ -256,6 +261,27 @@ async fn the_pki_listener_serves_ocsp_and_crls_over_http() {
     );
     let reply = http(addr, "GET", &format!("{OCSP_PATH}/{encoded}"), &[], b"");
     assert_eq!(ocsp_status(&reply), Status::Revoked(f.now(), Some(1)));
+    let never_issued = request(&ca, &[0x7e, 0x57, 0x01], HashAlgorithm::Sha1, None);
+    assert_eq!(
+        ocsp_status(&post_ocsp(addr, &never_issued)),
+        Status::Unknown
+    );
+    let no_request = http(addr, "GET", OCSP_PATH, &[], b"");
+    assert_eq!(no_request.status, 400);
+
+    // Every OCSP request above is counted once, by what it was answered.
+    for (result, n) in [
+        ("good", 5.0),
+        ("revoked", 2.0),
+        ("unknown", 1.0),
+        ("malformed", 1.0),
+        ("unauthorized", 1.0),
+        ("bad_request", 6.0),
+    ] {
+        let counted = metrics.sample("certmesh_ocsp_requests_total", &[("result", result)]);
+        assert_eq!(counted, n, "{result}: {}", metrics.render());
+    }
+    assert_eq!(metrics.sample("certmesh_ocsp_requests_total", &[]), 16.0);
 
     // CRLs.
     let path = |key: &str, shard: &str| format!("{CRL_PREFIX}{key}/{shard}");

@@ -138,6 +138,10 @@ pub mod state {
     pub const CANCELLED: &str = "cancelled";
     /// States of a job that is not finished.
     pub const OPEN: [&str; 5] = [PENDING, SENT, ACKED, ISSUED, FAILED];
+    /// Every state, in lifecycle order.
+    pub const ALL: [&str; 8] = [
+        PENDING, SENT, ACKED, ISSUED, FAILED, SUCCEEDED, DEAD, CANCELLED,
+    ];
 }
 
 /// A job for one agent on one binding.
@@ -341,6 +345,27 @@ pub async fn offerable_jobs<C: ConnectionTrait>(
         );
     }
     Ok(out)
+}
+
+/// How many of the tenant's jobs are in each state (states without jobs are left out), for
+/// the fleet's jobs gauge.
+pub async fn count_jobs_by_state<C: ConnectionTrait>(
+    c: &C,
+    tenant: TenantId,
+) -> Result<Vec<(String, u64)>> {
+    let rows: Vec<(String, i64)> = j::Entity::find()
+        .select_only()
+        .column(j::Column::State)
+        .column_as(Expr::col(j::Column::Id).count(), "jobs")
+        .filter(j::Column::TenantId.eq(tenant.0))
+        .group_by(j::Column::State)
+        .into_tuple()
+        .all(c)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(state, n)| (state, u64::try_from(n).unwrap_or(0)))
+        .collect())
 }
 
 /// The open jobs of the tenant (binding and agent of each), for the scheduler.

@@ -421,3 +421,62 @@ async fn deployments_upsert_come_due_and_renew_now() {
         assert_eq!(two[0].updated_at, certmesh_store::truncate_ts(at(11)));
     }
 }
+
+#[tokio::test]
+async fn jobs_are_counted_by_state_within_their_tenant() {
+    for db in each_backend().await {
+        let b = db.backend();
+        let acme = tenant(&db, "acme").await;
+        let globex = tenant(&db, "globex").await;
+        let c = tx(&db, acme).await;
+        let web = binding(acme, "web");
+        fleet::insert_binding(&c, &web).await.expect("binding");
+        let mut jobs = Vec::new();
+        for n in 1..=3 {
+            let agent = uuid::Uuid::from_u128(n);
+            let job = fleet::insert_job(&c, acme, web.id, agent, "issue", 3, t0())
+                .await
+                .expect("insert")
+                .expect("job");
+            jobs.push(job);
+        }
+        fleet::advance_job(
+            &c,
+            acme,
+            jobs[0].id,
+            &[state::PENDING],
+            state::SENT,
+            None,
+            at(1),
+        )
+        .await
+        .expect("send");
+        fleet::finish_job(&c, acme, jobs[1].id, state::DEAD, "", "", at(2))
+            .await
+            .expect("dead");
+        let mut counts = fleet::count_jobs_by_state(&c, acme).await.expect("count");
+        counts.sort();
+        assert_eq!(
+            counts,
+            [
+                ("dead".to_owned(), 1),
+                ("pending".to_owned(), 1),
+                ("sent".to_owned(), 1)
+            ],
+            "{b:?}"
+        );
+        assert!(
+            counts.iter().all(|(s, _)| state::ALL.contains(&s.as_str())),
+            "{b:?}"
+        );
+        c.commit().await.expect("commit");
+        let other = tx(&db, globex).await;
+        assert!(
+            fleet::count_jobs_by_state(&other, globex)
+                .await
+                .expect("count")
+                .is_empty(),
+            "{b:?}: another tenant's jobs are not counted"
+        );
+    }
+}

@@ -91,6 +91,14 @@ async fn unpublished_events_are_relayed_once_oldest_first() {
             [e0, e1],
             "{b:?}: limited"
         );
+        assert_eq!(
+            outbox::backlog(&c, acme).await.expect("backlog"),
+            outbox::Backlog {
+                pending: 3,
+                oldest: Some(truncate_ts(at(0)))
+            },
+            "{b:?}: the tenant's own, oldest by creation"
+        );
         outbox::mark_published(&c, acme, &[e0, e1, theirs], at(5))
             .await
             .expect("mark");
@@ -103,6 +111,14 @@ async fn unpublished_events_are_relayed_once_oldest_first() {
                 .expect("unpublished")),
             [e2],
             "{b:?}: published events are gone from it"
+        );
+        assert_eq!(
+            outbox::backlog(&c, acme).await.expect("backlog"),
+            outbox::Backlog {
+                pending: 1,
+                oldest: Some(truncate_ts(at(2)))
+            },
+            "{b:?}"
         );
         let got = outbox::get(&c, acme, e1)
             .await
@@ -149,6 +165,14 @@ async fn unpublished_events_are_relayed_once_oldest_first() {
                 .await
                 .expect("unpublished")),
             [theirs]
+        );
+        outbox::mark_published(&g, globex, &[theirs], at(6))
+            .await
+            .expect("mark");
+        assert_eq!(
+            outbox::backlog(&g, globex).await.expect("backlog"),
+            outbox::Backlog::default(),
+            "{b:?}: nothing pending"
         );
     }
 }

@@ -158,6 +158,16 @@ async fn a_name_outside_the_chain_constraints_is_refused_recorded_and_not_signed
             .collect();
         assert_eq!(denied.len(), 1, "{b:?}");
         assert_eq!(denied[0].resource, "profile:tree", "{b:?}");
+        // Counted under the tree CA's name, for the allowed and the refused request alike.
+        for outcome in ["issued", "denied"] {
+            let labels = [("profile", "tree"), ("ca", "issuing"), ("outcome", outcome)];
+            assert_eq!(
+                h.issuance_total(&labels),
+                1.0,
+                "{b:?} {outcome}: {}",
+                h.metrics.render()
+            );
+        }
     }
 }
 

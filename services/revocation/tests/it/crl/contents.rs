@@ -40,6 +40,21 @@ async fn the_first_round_publishes_one_crl_per_key_and_shard() {
             "{}: one CRL per CA key and shard",
             f.backend
         );
+        // Each CRL made is counted and timed once.
+        let made = published.len() as f64;
+        let generations = "certmesh_crl_generations_total";
+        assert_eq!(
+            f.metrics.sample(generations, &[("outcome", "published")]),
+            made
+        );
+        assert_eq!(f.metrics.sample(generations, &[("outcome", "failed")]), 0.0);
+        assert_eq!(
+            f.metrics
+                .sample("certmesh_crl_generation_seconds_count", &[]),
+            made,
+            "{}",
+            f.metrics.render()
+        );
         for ca in [&f.root, &f.issuing] {
             let numbers: Vec<u64> = published
                 .iter()
@@ -164,6 +179,7 @@ async fn shards_in_use_keep_their_crls_when_the_count_is_lowered() {
             f.keys.clone(),
             f.shared_clock(),
             config(1),
+            certmesh_kit::metrics::Metrics::new(),
         );
         let published = fewer.publish_due().await.expect("round");
         let mut want = vec![

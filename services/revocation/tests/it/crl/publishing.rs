@@ -269,3 +269,77 @@ async fn the_publisher_task_wakes_on_revocations_and_releases_its_lease() {
         "the lease is released"
     );
 }
+
+/// A short `crl_refresh` shortens the lease with the tick: a replica that stopped renewing is
+/// replaced after 10 s, not two minutes, and the CRLs that came due meanwhile are published by
+/// the replica that took over.
+#[tokio::test]
+async fn a_short_refresh_means_a_short_lease() {
+    let mut short = config(1);
+    short.crl_refresh = Duration::seconds(4);
+    for f in each_backend_with(short.clone()).await {
+        let b = f.replica("replica-b").await;
+        assert_eq!(b.publisher.lease_ttl(), Duration::seconds(10));
+        assert_eq!(publish(&f).await.len(), 2, "{}", f.backend);
+        // A stops here. Its CRLs come due after 4 s; its lease lasts 10 s.
+        f.clock.advance(Duration::seconds(9));
+        assert_eq!(
+            b.publisher.publish_due().await.expect("round"),
+            Vec::new(),
+            "{}: A's lease still holds",
+            f.backend
+        );
+        f.clock.advance(Duration::seconds(1));
+        let taken = b.publisher.publish_due().await.expect("round");
+        assert_eq!(
+            scopes(&taken),
+            all_scopes(&[&f.root, &f.issuing], 1),
+            "{}: B took over and published what came due",
+            f.backend
+        );
+        assert_eq!(
+            leases::holder(f.store.conn(), LEASE, f.now())
+                .await
+                .expect("lease")
+                .as_deref(),
+            Some("replica-b"),
+            "{}",
+            f.backend
+        );
+    }
+}
+
+/// The publisher task honours a `crl_refresh` shorter than its longest tick: it republishes
+/// within a refresh period of a CRL coming due, with nothing waking it.
+#[tokio::test]
+async fn the_publisher_task_republishes_each_refresh_period() {
+    let mut short = config(1);
+    short.crl_refresh = Duration::seconds(2);
+    for f in each_backend_with(short.clone()).await {
+        assert_eq!(f.publisher.tick(), StdDuration::from_secs(1));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(f.publisher.clone().run(stopped));
+        let number = async || f.crl(&f.issuing, 0).await.map(|c| c.number);
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+        while number().await.is_none() || f.crl(&f.root, 0).await.is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "no first CRLs");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        let first = number().await;
+        f.clock.advance(Duration::seconds(2));
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(5);
+        while number().await == first {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: no new CRL a refresh period later",
+                f.backend
+            );
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        stop.send(true).expect("stop");
+        tokio::time::timeout(StdDuration::from_secs(10), task)
+            .await
+            .expect("the task stops")
+            .expect("the task did not panic");
+    }
+}

@@ -22,6 +22,7 @@ async fn answers_good_revoked_and_unknown() {
             this_update,
             next_update,
             cacheable,
+            ..
         } = &answer
         else {
             panic!("{}: {answer:?}", f.backend);

@@ -18,6 +18,7 @@ use certmesh_crypto::{
 use certmesh_kit::{
     SharedClock,
     clock::{Clock as _, TestClock},
+    metrics::Metrics,
     pki::{LeafPointers, PkiUrls, crl_shard},
 };
 use certmesh_revocation::{
@@ -108,6 +109,8 @@ pub struct Replica {
     pub revocations: Revocations,
     pub responders: Arc<Responders>,
     pub publisher: Arc<Publisher>,
+    /// The replica's metrics (its publisher counts CRLs here).
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct Fixture {
@@ -122,6 +125,8 @@ pub struct Fixture {
     pub revocations: Revocations,
     pub responders: Arc<Responders>,
     pub publisher: Arc<Publisher>,
+    /// The metrics of the fixture's replica.
+    pub metrics: Arc<Metrics>,
     /// The backend, for assertion messages.
     pub backend: String,
     _keys_dir: tempfile::TempDir,
@@ -178,6 +183,7 @@ impl Fixture {
             revocations: replica.revocations,
             responders: replica.responders,
             publisher: replica.publisher,
+            metrics: replica.metrics,
             store,
             clock,
             keys,
@@ -478,7 +484,14 @@ async fn replica(
         config.ocsp_validity,
         config.ocsp_cache_entries,
     ));
-    let publisher = Publisher::new(store.clone(), keys.clone(), clock.clone(), config.clone());
+    let metrics = Metrics::new();
+    let publisher = Publisher::new(
+        store.clone(),
+        keys.clone(),
+        clock.clone(),
+        config.clone(),
+        metrics.clone(),
+    );
     let revocations = Revocations::new(
         Deps {
             store: store.clone(),
@@ -493,6 +506,7 @@ async fn replica(
         revocations,
         responders,
         publisher,
+        metrics,
     }
 }
 
