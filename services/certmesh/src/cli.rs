@@ -34,6 +34,12 @@ pub enum Command {
     Server(Box<ServerArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// The mesh CA of `--mesh internal`: make a secret, print the CA, issue a certificate
+    /// (for curl or grpcurl against a role's listener while debugging).
+    Mesh {
+        #[command(subcommand)]
+        command: MeshCommand,
+    },
     /// API tokens: create (through the gateway, or bootstrap into the database), list, revoke.
     Token {
         #[command(subcommand)]
@@ -124,6 +130,52 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum MeshCommand {
+    /// Print a new random mesh secret (one base64 line for --mesh-secret-file).
+    Secret,
+    /// Print the mesh CA certificate (PEM) the secret file's first secret derives.
+    Ca(MeshSecretArgs),
+    /// Issue a mesh certificate for roles and write it and its key.
+    Issue {
+        #[command(flatten)]
+        secret: MeshSecretArgs,
+        /// A role the certificate names (repeatable), e.g. gateway.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime.
+        #[arg(long, default_value = "1h")]
+        validity: String,
+        /// Where to write the certificate (PEM).
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Where to write the private key (PEM, mode 0600).
+        #[arg(long)]
+        key_out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MeshSecretArgs {
+    /// The mesh secret file (as given to `certmesh server --mesh-secret-file`).
+    #[arg(long, env = "CERTMESH_MESH_SECRET_FILE")]
+    pub secret_file: PathBuf,
+    /// Trust domain (as given to `certmesh server --trust-domain`).
+    #[arg(long, env = "CERTMESH_TRUST_DOMAIN", default_value = "certmesh.local")]
+    pub trust_domain: String,
+}
+
+/// How roles authenticate each other (`--mesh`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MeshMode {
+    /// No client certificates: role listeners accept any TLS (or h2c) peer; tokens still apply.
+    Off,
+    /// certmesh's own mesh CA, derived from the mesh secret.
+    Internal,
+    /// Certificates and CA mounted by the operator.
+    Files,
+}
+
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Every role in one process on SQLite under --data-dir, with a bootstrapped development CA.
@@ -157,6 +209,33 @@ pub struct ServerArgs {
     /// Serve cleartext HTTP/2 instead of TLS. Only for a loopback hop or a mesh that encrypts.
     #[arg(long, env = "CERTMESH_DANGEROUS_PLAINTEXT")]
     pub dangerous_plaintext: bool,
+    /// Mutual TLS between roles: `internal` (certificates from certmesh's mesh CA, derived from
+    /// --mesh-secret-file, issued at start and renewed before expiry), `files` (--mesh-cert,
+    /// --mesh-key and --mesh-ca, re-read when they change) or `off`. With a mesh, a role's
+    /// listener refuses any peer without a certificate under the mesh CA; a gateway's listener
+    /// stays the public API and presents the mesh identity only when it calls roles.
+    #[arg(long, env = "CERTMESH_MESH", value_enum, default_value_t = MeshMode::Off)]
+    pub mesh: MeshMode,
+    /// File with the mesh secret(s): base64, one per line, at least 32 bytes each; the first
+    /// signs, every line is trusted (add the new one first to roll the secret).
+    #[arg(long, env = "CERTMESH_MESH_SECRET_FILE")]
+    pub mesh_secret_file: Option<PathBuf>,
+    /// Lifetime of an internal mesh certificate; it is renewed at two thirds of it.
+    #[arg(long, env = "CERTMESH_MESH_CERT_VALIDITY", default_value = "24h")]
+    pub mesh_cert_validity: String,
+    /// `--mesh files`: this process's certificate chain (PEM, leaf first).
+    #[arg(long, env = "CERTMESH_MESH_CERT")]
+    pub mesh_cert: Option<PathBuf>,
+    /// `--mesh files`: the private key (PEM) of --mesh-cert.
+    #[arg(long, env = "CERTMESH_MESH_KEY")]
+    pub mesh_key: Option<PathBuf>,
+    /// `--mesh files`: the CA certificates (PEM) peers must chain to.
+    #[arg(long, env = "CERTMESH_MESH_CA")]
+    pub mesh_ca: Option<PathBuf>,
+    /// Plain-HTTP listener for /healthz, /readyz and /metrics only (probes and scrapers that
+    /// hold no mesh certificate). Off unless set.
+    #[arg(long, env = "CERTMESH_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
     /// Where the gateway reaches the issuance role when it is not in this process.
     #[arg(long, env = "CERTMESH_ISSUANCE_ENDPOINT")]
     pub issuance_endpoint: Option<String>,

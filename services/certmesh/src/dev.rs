@@ -124,10 +124,20 @@ pub async fn run(
     let mut backends = issuance_backends(&store, builtin, clock.clone(), metrics.clone());
     backends.extend(iam_backends(&store, clock.clone()));
     backends.extend(ca_backends(&store, keys.clone(), clock.clone()));
-    let (revocation, revocation_role) =
-        revocation_backends(args, &store, &database_url, keys.clone(), clock.clone())?;
+    let (revocation, revocation_role) = revocation_backends(
+        args,
+        &store,
+        &database_url,
+        keys.clone(),
+        clock.clone(),
+        metrics.clone(),
+    )?;
     backends.extend(revocation);
-    let issuance = issuance_channel(&backends, None, None)?;
+    let local = crate::mesh::Dialer {
+        bundle: None,
+        mesh: None,
+    };
+    let issuance = issuance_channel(&backends, None, &local)?;
     let (fleet, fleet_role) = fleet_backends(
         args,
         &store,
@@ -135,16 +145,17 @@ pub async fn run(
         clock.clone(),
         issuance,
         (chain.as_bytes(), key.as_bytes()),
+        metrics.clone(),
     )
     .await?;
     backends.extend(fleet);
-    let fleet_channel = roles::fleet_channel(&backends, None, None)?;
+    let fleet_channel = roles::fleet_channel(&backends, None, &local)?;
     let (discovery, discovery_role) =
         roles::discovery_backends(args, &store, clock.clone(), fleet_channel)?;
     backends.extend(discovery);
     let kek = Kek::from_file(&paths.kek).context("loading the development key-encryption key")?;
     let (notification, notification_role) =
-        roles::notification_backends(args, &store, clock.clone(), kek)?;
+        roles::notification_backends(args, &store, clock.clone(), kek, metrics.clone())?;
     backends.extend(notification);
     let state = GatewayState {
         backends,
@@ -370,7 +381,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut options = fs::OpenOptions::new();

@@ -6,8 +6,10 @@ mod admin;
 mod cli;
 mod client;
 mod dev;
+mod mesh;
 mod roles;
 mod server;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
             Command::Migrate(db) => admin::migrate(&db).await,
+            Command::Mesh { command } => mesh::command(command),
             Command::Token { command } => client::token(command).await,
             Command::Principal { client, command } => client::principal(&client, command).await,
             Command::Tenant { command } => admin::tenant(command).await,

@@ -10,8 +10,11 @@ use certmesh_discovery::{Discovery, FleetChannel};
 use certmesh_gateway::Backend;
 use certmesh_kit::SharedClock;
 use certmesh_kit::auth::{AuthLayer, TokenVerifier};
+use certmesh_kit::metrics::Metrics;
 use certmesh_notification::Notifier;
 use certmesh_proto::discovery::discovery_service_server::DiscoveryServiceServer;
+
+use crate::mesh::Dialer;
 use certmesh_proto::fleet::fleet_service_server::FleetServiceServer;
 use certmesh_proto::notification::notification_service_server::NotificationServiceServer;
 use certmesh_store::Store;
@@ -131,12 +134,12 @@ pub fn discovery_backends(
 pub fn fleet_channel(
     backends: &BTreeMap<String, Backend>,
     endpoint: Option<&str>,
-    bundle: Option<&[u8]>,
+    dial: &Dialer<'_>,
 ) -> anyhow::Result<Option<FleetChannel>> {
     let name = FleetServiceServer::<certmesh_fleet::Fleet>::NAME;
     let backend = match (backends.get(name), endpoint) {
         (Some(local), _) => local.clone(),
-        (None, Some(url)) => Backend::remote(certmesh_kit::grpc::lazy_channel(url, bundle)?),
+        (None, Some(url)) => Backend::remote(dial.channel(url, "fleet")?),
         (None, None) => return Ok(None),
     };
     Ok(Some(tower::util::BoxCloneSyncService::new(backend)))
@@ -171,12 +174,14 @@ pub fn notification_backends(
     store: &Store,
     clock: SharedClock,
     kek: Kek,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<(BTreeMap<String, Backend>, Background)> {
     let notifier = Notifier::new(certmesh_notification::Deps {
         store: store.clone(),
         clock: clock.clone(),
         kek: Arc::new(kek),
         config: notification_config(args)?,
+        metrics,
     });
     let background = Background::spawn(|rx| notifier.clone().run(rx));
     let auth = AuthLayer::new(TokenVerifier::new(store.clone(), clock));

@@ -40,7 +40,12 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tower::Layer;
 
-use crate::{cli::ServerArgs, dev, roles};
+use crate::{
+    cli::ServerArgs,
+    dev,
+    mesh::{Dialer, Mesh},
+    roles,
+};
 
 /// Roles this build can run.
 const ROLES: &[&str] = &[
@@ -152,6 +157,7 @@ pub fn revocation_backends(
     database_url: &str,
     keys: Arc<dyn KeyBackend>,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<(BTreeMap<String, Backend>, RevocationRole)> {
     let config = revocation_config(args)?;
     let pki = certmesh_revocation::pki::start(PkiOptions {
@@ -161,9 +167,16 @@ pub fn revocation_backends(
         keys: keys.clone(),
         clock: clock.clone(),
         config: config.clone(),
+        metrics: metrics.clone(),
     })
     .with_context(|| format!("starting the PKI listener on {}", args.pki_listen))?;
-    let publisher = Publisher::new(store.clone(), keys.clone(), clock.clone(), config.clone());
+    let publisher = Publisher::new(
+        store.clone(),
+        keys.clone(),
+        clock.clone(),
+        config.clone(),
+        metrics,
+    );
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(publisher.clone().run(shutdown_rx));
     let revocations = Revocations::new(
@@ -254,6 +267,7 @@ pub async fn fleet_backends(
     clock: SharedClock,
     issuance: IssuanceChannel,
     tls: (&[u8], &[u8]),
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<(BTreeMap<String, Backend>, FleetRole)> {
     let config = fleet_config(args)?;
     let identity = IdentityCa::ensure(store, &keys, &config.trust_domain, clock.now())
@@ -265,6 +279,7 @@ pub async fn fleet_backends(
         identity: Arc::new(identity),
         issuance,
         config,
+        metrics,
     });
     let listener = certmesh_fleet::listener::start(args.fleet_listen, fleet.clone(), tls.0, tls.1)
         .await
@@ -291,12 +306,12 @@ pub async fn fleet_backends(
 pub fn issuance_channel(
     backends: &BTreeMap<String, Backend>,
     endpoint: Option<&str>,
-    bundle: Option<&[u8]>,
+    dial: &Dialer<'_>,
 ) -> anyhow::Result<IssuanceChannel> {
     let name = IssuanceServiceServer::<Issuance>::NAME;
     let backend = match (backends.get(name), endpoint) {
         (Some(local), _) => local.clone(),
-        (None, Some(url)) => Backend::remote(certmesh_kit::grpc::lazy_channel(url, bundle)?),
+        (None, Some(url)) => Backend::remote(dial.channel(url, "issuance")?),
         (None, None) => bail!(
             "the fleet role needs the issuance role in this process or --fleet-issuance-endpoint / --issuance-endpoint"
         ),
@@ -420,12 +435,12 @@ fn remote_backend(
     backends: &mut BTreeMap<String, Backend>,
     service: &str,
     endpoint: Option<&str>,
-    bundle: Option<&[u8]>,
+    dial: &Dialer<'_>,
     role: &str,
 ) -> anyhow::Result<()> {
     match endpoint {
         Some(url) => {
-            let channel = certmesh_kit::grpc::lazy_channel(url, bundle)?;
+            let channel = dial.channel(url, role)?;
             backends.insert(service.to_string(), Backend::remote(channel));
         }
         None => tracing::warn!(
@@ -440,8 +455,68 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
+/// The listener's TLS. A gateway serves the public API with `--tls-cert` and asks no client
+/// certificate; with a mesh, any other role demands a mesh certificate of every peer;
+/// without one, `--tls-cert` or (loopback only) `--dangerous-plaintext`.
+fn listener_tls(
+    args: &ServerArgs,
+    tls_pem: Option<&(Vec<u8>, Vec<u8>)>,
+    mesh: Option<&Mesh>,
+    gateway: bool,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if let (Some(mesh), false) = (mesh, gateway) {
+        if args.dangerous_plaintext {
+            bail!("--dangerous-plaintext and --mesh exclude each other");
+        }
+        return Ok(Some(mesh.server_config()?));
+    }
+    if !gateway && !args.dangerous_plaintext {
+        tracing::warn!(
+            "--mesh off: this role's listener accepts peers without a client certificate (tokens still apply)."
+        );
+    }
+    Ok(match (tls_pem, args.dangerous_plaintext) {
+        (Some((cert, key)), false) => Some(server_config(cert, key)?),
+        (None, true) if args.tls_cert.is_none() && args.tls_key.is_none() => {
+            tracing::warn!("Serving cleartext HTTP/2: --dangerous-plaintext is set.");
+            None
+        }
+        (_, true) => bail!("--dangerous-plaintext and --tls-cert/--tls-key exclude each other"),
+        _ => bail!("set --tls-cert and --tls-key (or --dangerous-plaintext for a loopback hop)"),
+    })
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` in plain HTTP on `addr` until told to stop.
+async fn ops_listener(
+    addr: std::net::SocketAddr,
+    state: &GatewayState,
+    store: Option<Store>,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --ops-listen {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "Operations listener (health, readiness, metrics) up.");
+    let router = certmesh_gateway::ops_router(state.metrics.clone(), store_ready(store));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, router, None, async move {
+        let _ = stopped.await;
+    }));
+    Ok((stop, task))
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    certmesh_kit::telemetry::init(args.log_json);
+    let roles: &[String] = if args.dev { &[] } else { &args.services };
+    let telemetry = crate::telemetry::init(args.log_json, roles)?;
+    let result = run_roles(args).await;
+    // After the drain, so the last requests' spans are exported too.
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_roles(args: ServerArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let clock: SharedClock = Arc::new(SystemClock);
     if args.dev {
@@ -464,15 +539,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_pem = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some((read(cert, "--tls-cert")?, read(key, "--tls-key")?)),
         _ => None,
-    };
-    let tls = match (&tls_pem, args.dangerous_plaintext) {
-        (Some((cert, key)), false) => Some(server_config(cert, key)?),
-        (None, true) if args.tls_cert.is_none() && args.tls_key.is_none() => {
-            tracing::warn!("Serving cleartext HTTP/2: --dangerous-plaintext is set.");
-            None
-        }
-        (_, true) => bail!("--dangerous-plaintext and --tls-cert/--tls-key exclude each other"),
-        _ => bail!("set --tls-cert and --tls-key (or --dangerous-plaintext for a loopback hop)"),
     };
 
     let mut backends = BTreeMap::new();
@@ -510,6 +576,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|p| read(p, "--ca-bundle"))
         .transpose()?;
+    let mesh = Mesh::start(&args, clock.clone())?;
+    let dial = Dialer {
+        bundle: bundle.as_deref(),
+        mesh: mesh.as_ref(),
+    };
+    let tls = listener_tls(&args, tls_pem.as_ref(), mesh.as_ref(), has("gateway"))?;
     let keys = if has("issuance") || has("ca") || has("revocation") || has("fleet") {
         Some(key_backend(&args)?)
     } else {
@@ -534,7 +606,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .issuance_endpoint
             .as_deref()
             .context("--issuance-endpoint is required when the issuance role runs elsewhere")?;
-        let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+        let channel = dial.channel(url, "issuance")?;
         for name in ISSUANCE_SERVICES {
             backends.insert(name.to_string(), Backend::remote(channel.clone()));
         }
@@ -544,7 +616,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else if has("gateway") {
         match args.ca_endpoint.as_deref() {
             Some(url) => {
-                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                let channel = dial.channel(url, "ca")?;
                 backends.insert(CA_SERVICE.to_string(), Backend::remote(channel));
             }
             None => tracing::warn!(
@@ -559,13 +631,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &keys,
         args.database_url.as_deref(),
     ) {
-        let (b, role) = revocation_backends(&args, s, url, keys.clone(), clock.clone())?;
+        let (b, role) =
+            revocation_backends(&args, s, url, keys.clone(), clock.clone(), metrics.clone())?;
         backends.extend(b);
         revocation_role = Some(role);
     } else if has("gateway") {
         match args.revocation_endpoint.as_deref() {
             Some(url) => {
-                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                let channel = dial.channel(url, "revocation")?;
                 backends.insert(REVOCATION_SERVICE.to_string(), Backend::remote(channel));
             }
             None => tracing::warn!(
@@ -582,7 +655,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .fleet_issuance_endpoint
             .as_deref()
             .or(args.issuance_endpoint.as_deref());
-        let issuance = issuance_channel(&backends, endpoint, bundle.as_deref())?;
+        let issuance = issuance_channel(&backends, endpoint, &dial)?;
         let (b, role) = fleet_backends(
             &args,
             s,
@@ -590,6 +663,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             clock.clone(),
             issuance,
             (chain, key),
+            metrics.clone(),
         )
         .await?;
         backends.extend(b);
@@ -597,7 +671,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else if has("gateway") {
         match args.fleet_endpoint.as_deref() {
             Some(url) => {
-                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                let channel = dial.channel(url, "fleet")?;
                 backends.insert(FLEET_SERVICE.to_string(), Backend::remote(channel));
             }
             None => {
@@ -607,8 +681,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let mut background = Vec::new();
     if let (true, Some(s)) = (has("discovery"), &store) {
-        let fleet =
-            roles::fleet_channel(&backends, args.fleet_endpoint.as_deref(), bundle.as_deref())?;
+        let fleet = roles::fleet_channel(&backends, args.fleet_endpoint.as_deref(), &dial)?;
         let (b, role) = roles::discovery_backends(&args, s, clock.clone(), fleet)?;
         backends.extend(b);
         background.push(role);
@@ -617,13 +690,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &mut backends,
             roles::DISCOVERY_SERVICE,
             args.discovery_endpoint.as_deref(),
-            bundle.as_deref(),
+            &dial,
             "discovery",
         )?;
     }
     if let (true, Some(s)) = (has("notification"), &store) {
         let kek = roles::load_kek(&args, "the notification role (it seals channel secrets)")?;
-        let (b, role) = roles::notification_backends(&args, s, clock.clone(), kek)?;
+        let (b, role) =
+            roles::notification_backends(&args, s, clock.clone(), kek, metrics.clone())?;
         backends.extend(b);
         background.push(role);
     } else if has("gateway") {
@@ -631,7 +705,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &mut backends,
             roles::NOTIFICATION_SERVICE,
             args.notification_endpoint.as_deref(),
-            bundle.as_deref(),
+            &dial,
             "notification",
         )?;
     }
@@ -640,7 +714,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else if has("gateway") {
         match args.iam_endpoint.as_deref() {
             Some(url) => {
-                let channel = certmesh_kit::grpc::lazy_channel(url, bundle.as_deref())?;
+                let channel = dial.channel(url, "iam")?;
                 for name in IAM_SERVICES {
                     backends.insert(name.to_string(), Backend::remote(channel.clone()));
                 }
@@ -653,16 +727,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = GatewayState {
         backends,
         metrics,
-        ready: store_ready(store),
+        ready: store_ready(store.clone()),
         rest: has("gateway"),
         rate_limit: rate_limit(&args)?,
+    };
+    let ops = match args.ops_listen {
+        Some(addr) => Some(ops_listener(addr, &state, store).await?),
+        None => None,
     };
     let router = certmesh_gateway::router(state).await;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, roles = %args.services.join(","), tls = tls.is_some(), "certmesh listening.");
+    tracing::info!(addr = %listener.local_addr()?, roles = %args.services.join(","), tls = tls.is_some(), mesh = mesh.is_some(), "certmesh listening.");
     serve(listener, router, tls, shutdown_signal()).await?;
+    if let Some((stop, task)) = ops {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    if let Some(mesh) = mesh {
+        mesh.stop().await;
+    }
     for role in background {
         role.stop().await;
     }

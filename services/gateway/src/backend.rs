@@ -5,9 +5,9 @@ use std::convert::Infallible;
 
 use axum::Router;
 use tonic::{Code, body::Body};
-use tower::{Service, ServiceExt, util::BoxCloneSyncService};
+use tower::{Layer, Service, ServiceExt, util::BoxCloneSyncService};
 
-use certmesh_kit::{Reason, reason::status};
+use certmesh_kit::{Reason, reason::status, trace::ClientLayer};
 
 /// A gRPC service: HTTP/2 requests in, gRPC responses out, never an error (transport failures
 /// become `UNAVAILABLE` statuses).
@@ -34,13 +34,15 @@ impl Backend {
         Self(BoxCloneSyncService::new(service))
     }
 
-    /// A service in another process, reached over `channel`.
+    /// A service in another process, reached over `channel`. Every call gets a client span
+    /// whose trace context goes along (`traceparent`), so the role's span joins the trace.
     pub fn remote(channel: tonic::transport::Channel) -> Self {
+        let channel = ClientLayer.layer(channel);
         let service = tower::service_fn(move |request: http::Request<Body>| {
             let channel = channel.clone();
             async move {
                 Ok::<_, Infallible>(match channel.oneshot(request).await {
-                    Ok(response) => response,
+                    Ok(response) => response.map(Body::new),
                     Err(e) => {
                         tracing::warn!(error = %e, "Backend role unreachable.");
                         status(

@@ -13,8 +13,10 @@ use axum::{Router, routing::get};
 use certmesh_kit::{
     limit::{RateLimit, RateLimitLayer},
     metrics::Metrics,
+    rpc_metrics::{MeteredBody, RpcCatalog, RpcMetricsLayer},
 };
 use futures::future::BoxFuture;
+use tonic::body::Body;
 
 pub use crate::{
     backend::Backend,
@@ -56,7 +58,8 @@ impl std::fmt::Debug for GatewayState {
 /// With a rate limit, every route but health and the operational endpoints is limited per
 /// caller (including unknown paths, so probing them costs the same).
 pub async fn router(state: GatewayState) -> Router {
-    let mut api = api(&state);
+    let rpc = RpcMetricsLayer::new(state.metrics.clone(), rpc_catalog(&state));
+    let mut api = api(&state, &rpc);
     if let Some(limit) = state.rate_limit {
         match RateLimitLayer::new(limit) {
             Ok(layer) => api = api.layer(layer),
@@ -66,14 +69,55 @@ pub async fn router(state: GatewayState) -> Router {
             }
         }
     }
+    // Around everything, so unknown paths and refused calls are counted too.
     operational(&state)
         .await
         .merge(api)
+        .layer(rpc)
         .layer(certmesh_kit::trace::SpanLayer)
 }
 
+/// What the RPC metrics may label a call with: the services this router serves (its backends,
+/// health and reflection) and their methods.
+fn rpc_catalog(state: &GatewayState) -> RpcCatalog {
+    let mut catalog = RpcCatalog::new();
+    let sets: [(&[u8], bool); 4] = [
+        (certmesh_proto::FILE_DESCRIPTOR_SET, false),
+        (tonic_health::pb::FILE_DESCRIPTOR_SET, true),
+        (tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET, true),
+        (tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET, true),
+    ];
+    for (set, always) in sets {
+        let served = |name: &str| always || state.backends.contains_key(name);
+        if let Err(e) = catalog.add_descriptors(set, served) {
+            tracing::error!(error = %e, "An API descriptor set does not decode; its RPCs count as unknown.");
+        }
+    }
+    catalog
+}
+
+/// The backends as the REST transcoder calls them: each call is one gRPC call, counted in the
+/// RPC metrics (direct gRPC calls are counted by the layer around the router instead).
+fn metered(
+    backends: &BTreeMap<String, Backend>,
+    rpc: &RpcMetricsLayer,
+) -> BTreeMap<String, Backend> {
+    let metered = |backend: &Backend| {
+        Backend::local(
+            tower::ServiceBuilder::new()
+                .map_response(|r: http::Response<MeteredBody<Body>>| r.map(Body::new))
+                .layer(rpc.clone())
+                .service(backend.clone()),
+        )
+    };
+    backends
+        .iter()
+        .map(|(name, backend)| (name.clone(), metered(backend)))
+        .collect()
+}
+
 /// gRPC services, reflection and REST routes, with the JSON 404 for everything else.
-fn api(state: &GatewayState) -> Router {
+fn api(state: &GatewayState, rpc: &RpcMetricsLayer) -> Router {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(certmesh_proto::FILE_DESCRIPTOR_SET)
@@ -98,7 +142,11 @@ fn api(state: &GatewayState) -> Router {
         router = backend::grpc_route(router, name, backend.clone());
     }
     if state.rest {
-        router = rest::routes(router, &state.backends, state.metrics.clone());
+        router = rest::routes(
+            router,
+            &metered(&state.backends, rpc),
+            state.metrics.clone(),
+        );
     }
     router.fallback(rest::not_found)
 }
@@ -116,9 +164,14 @@ async fn operational(state: &GatewayState) -> Router {
         "grpc.health.v1.Health",
         Backend::local(health_service),
     );
-    let metrics = state.metrics.clone();
-    let ready = state.ready.clone();
-    router
+    router.merge(ops_router(state.metrics.clone(), state.ready.clone()))
+}
+
+/// `/healthz`, `/readyz` and `/metrics` alone: what a separate operations listener
+/// (`--ops-listen`) serves in plain HTTP, for kubelet probes and scrapers that hold no mesh
+/// certificate.
+pub fn ops_router(metrics: Arc<Metrics>, ready: ReadinessCheck) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",

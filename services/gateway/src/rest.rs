@@ -19,7 +19,7 @@ use axum::{
 };
 use certmesh_kit::{
     Reason,
-    metrics::{Metrics, RequestLabels},
+    metrics::{HttpRequestLabels, Metrics},
     reason::status,
 };
 use certmesh_proto::{
@@ -36,12 +36,9 @@ use crate::{
     error::{code_name, error_response},
 };
 
-/// Internal header carrying the gRPC code from the transcoder to the request metric; removed
-/// before the response leaves.
-const CODE_HEADER: &str = "x-certmesh-code";
-
-/// Headers copied onto the gRPC call as metadata.
-const FORWARDED_HEADERS: &[&str] = &["authorization", "idempotency-key"];
+/// Headers copied onto the gRPC call as metadata. `x-request-id` is the one the span layer
+/// settled (the caller's when sane), so the role logs and audits the same id.
+const FORWARDED_HEADERS: &[&str] = &["authorization", "idempotency-key", "x-request-id"];
 
 /// A REST request, taken apart.
 struct RestCall {
@@ -300,17 +297,17 @@ pub(crate) fn routes(
                     body,
                 };
                 let mut response = transcode(backend, route, call).await;
+                // Set on every error answer (`failure`, `too_large`); never leaves the process.
                 let code = response
-                    .headers_mut()
-                    .remove(CODE_HEADER)
-                    .and_then(|v| v.to_str().ok().map(str::to_string))
-                    .unwrap_or_else(|| "OK".to_string());
+                    .extensions_mut()
+                    .remove::<Code>()
+                    .unwrap_or(Code::Ok);
                 metrics
-                    .requests
-                    .get_or_create(&RequestLabels {
-                        protocol: "rest",
-                        route: route.path.to_string(),
-                        code,
+                    .http_requests
+                    .get_or_create(&HttpRequestLabels {
+                        method: route.http_method,
+                        route: route.path,
+                        code: code_name(code),
                     })
                     .inc();
                 response
@@ -444,9 +441,7 @@ fn bad_request(message: String) -> Response {
 /// The JSON error response for `status`, tagged with its code for the request metric.
 fn failure(status: &tonic::Status) -> Response {
     let mut response = error_response(status);
-    if let Ok(v) = http::HeaderValue::from_str(code_name(status.code())) {
-        response.headers_mut().insert(CODE_HEADER, v);
-    }
+    response.extensions_mut().insert(status.code());
     response
 }
 
@@ -493,7 +488,9 @@ fn too_large() -> Response {
         "message": format!("request body exceeds {MAX_REST_BODY} bytes"),
         "reason": Reason::BodyTooLarge.as_str(),
     });
-    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+    let mut response = (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+    response.extensions_mut().insert(Code::InvalidArgument);
+    response
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::{
     SharedClock,
     rbac::{Permission, Role, any_grants},
     reason::{Reason, status},
+    trace::RequestId,
 };
 
 /// Who is calling, established by the auth layer.
@@ -157,13 +158,13 @@ impl TokenVerifier {
     }
 }
 
-/// The caller's `x-request-id` if it is 1-128 printable ASCII characters, else a fresh id.
-fn request_id(headers: &http::HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+/// The request id [`crate::trace::SpanLayer`] settled, or (without that layer in front) the
+/// caller's `x-request-id` if it is sane, else a fresh id.
+fn request_id<B>(request: &http::Request<B>) -> String {
+    match request.extensions().get::<RequestId>() {
+        Some(id) => id.to_string(),
+        None => RequestId::from_headers(request.headers()).to_string(),
+    }
 }
 
 /// Layer that authenticates every request before the wrapped service sees it.
@@ -224,9 +225,13 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            let request_id = request_id(request.headers());
+            let request_id = request_id(&request);
             match verifier.verify_header(header).await {
                 Ok(mut ctx) => {
+                    // The request's span (see `trace::SpanLayer`) declares these fields.
+                    let span = tracing::Span::current();
+                    span.record("tenant", tracing::field::display(&ctx.tenant_id));
+                    span.record("principal", ctx.principal.as_str());
                     ctx.request_id = request_id;
                     request.extensions_mut().insert(ctx);
                     inner.call(request).await

@@ -1,5 +1,11 @@
 //! gRPC client plumbing: channels to the gateway or to another role, and the bearer token.
 
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tonic::{
     metadata::AsciiMetadataValue,
     service::Interceptor,
@@ -14,6 +20,9 @@ pub enum ClientError {
     /// The endpoint URL does not parse.
     #[error("endpoint {url:?} is not a valid URL")]
     Endpoint { url: String },
+    /// Mutual TLS between roles needs an `https://` endpoint.
+    #[error("endpoint {url:?} must be https:// when roles use mutual TLS")]
+    MeshNeedsTls { url: String },
     /// TLS settings or the connection failed.
     #[error("connecting to {url}: {source}")]
     Transport {
@@ -48,6 +57,44 @@ pub fn endpoint(url: &str, ca_bundle_pem: Option<&[u8]>) -> Result<Endpoint, Cli
 /// A channel that connects on first use and reconnects as needed.
 pub fn lazy_channel(url: &str, ca_bundle_pem: Option<&[u8]>) -> Result<Channel, ClientError> {
     Ok(endpoint(url, ca_bundle_pem)?.connect_lazy())
+}
+
+/// A lazy channel to a role at `url` (`https://host:port`) over mutual TLS with `tls`
+/// (a [`crate::mesh::MeshTls::client_config`]), checking the server's certificate for
+/// `server_name` (the role's mesh name) or, when `None`, for the URL's host.
+///
+/// tonic dials an `http://` URI here and the connector does the TLS itself, so the client
+/// certificate can rotate under a channel that lives for the whole process.
+pub fn mesh_channel(
+    url: &str,
+    tls: Arc<rustls::ClientConfig>,
+    server_name: Option<String>,
+) -> Result<Channel, ClientError> {
+    let bad = || ClientError::Endpoint { url: url.into() };
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    if uri.scheme_str() != Some("https") {
+        return Err(ClientError::MeshNeedsTls { url: url.into() });
+    }
+    let host = uri.host().ok_or_else(bad)?.to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let name = server_name.unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
+    let name = ServerName::try_from(name).map_err(|_| bad())?;
+    let authority = uri.authority().ok_or_else(bad)?.as_str();
+    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|_| bad())?
+        .tcp_nodelay(true)
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let connector = TlsConnector::from(tls);
+    let dial = tower::service_fn(move |_: http::Uri| {
+        let (connector, name, host) = (connector.clone(), name.clone(), host.clone());
+        async move {
+            let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(dial))
 }
 
 /// Adds `authorization: Bearer <token>` to every call.

@@ -15,6 +15,9 @@ pub enum TlsError {
     /// The key PEM held no private key or did not parse. The key itself is never shown.
     #[error("TLS private key does not parse")]
     PrivateKey,
+    /// The peer-certificate verifier could not be built (for example no usable root).
+    #[error("TLS verifier: {0}")]
+    Verifier(String),
     /// rustls refused the combination (for example a key that does not match the certificate).
     #[error("TLS settings: {0}")]
     Rustls(#[from] rustls::Error),
@@ -27,7 +30,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
