@@ -2,8 +2,9 @@
 
 usage: webhook_recorder.py PORT DIR
 
-Each request becomes DIR/<n>.json: {"path", "headers" (lower-case names), "body" (text)}.
-It answers 200 unless DIR/status holds another status code, read per request.
+Each request becomes DIR/<n>.json: {"path", "headers" (lower-case names), "body" (text),
+"status" (what it was answered)}. It answers 200 unless DIR/status holds another status code,
+read per request.
 """
 
 import itertools
@@ -23,10 +24,17 @@ class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("content-length", "0"))
         body = self.rfile.read(length).decode("utf-8", "replace")
+        status = 200
+        try:
+            with open(os.path.join(DIR, "status")) as f:
+                status = int(f.read().strip())
+        except FileNotFoundError:
+            pass
         record = {
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body,
+            "status": status,
         }
         with LOCK:
             n = next(NUMBERS)
@@ -34,12 +42,6 @@ class Recorder(BaseHTTPRequestHandler):
         with open(tmp, "w") as f:
             json.dump(record, f)
         os.rename(tmp, os.path.join(DIR, f"{n}.json"))
-        status = 200
-        try:
-            with open(os.path.join(DIR, "status")) as f:
-                status = int(f.read().strip())
-        except FileNotFoundError:
-            pass
         self.send_response(status)
         self.send_header("content-type", "text/plain")
         self.end_headers()
