@@ -7,8 +7,7 @@
 # The default image is distroless (glibc and libgcc, no shell, no package manager), runs as
 # the nonroot user 65532, and holds both binaries with certmesh as the entrypoint. The
 # `agent` target puts certmesh-agent on distroless's debug-nonroot base, which adds busybox:
-# the agent runs each binding's validate and reload commands with `sh -c`, and the Helm
-# chart's enroll init container needs a shell to skip a node that is already enrolled.
+# the agent runs each binding's validate and reload commands with `sh -c`.
 # docs/install/kubernetes.md says how to build and push both.
 
 ARG RUST_VERSION=1.95

@@ -25,8 +25,12 @@ pub enum Command {
     /// Trade the bootstrap token for this host's identity.
     Enroll {
         /// Enroll again even if this host is enrolled (a new identity replaces the old one).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "if_not_enrolled")]
         force: bool,
+        /// Succeed without enrolling (and without reading a bootstrap token) when this host is
+        /// enrolled already: for an init container that runs at every pod start.
+        #[arg(long)]
+        if_not_enrolled: bool,
     },
     /// Hold the stream to the server and carry out jobs (the daemon).
     Run,
@@ -123,7 +127,18 @@ mod tests {
             "/etc/ssl/a,/etc/ssl/b",
         ])
         .expect("parses");
-        assert!(matches!(cli.command, Command::Enroll { force: true }));
+        assert!(matches!(
+            cli.command,
+            Command::Enroll {
+                force: true,
+                if_not_enrolled: false
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["certmesh-agent", "enroll", "--force", "--if-not-enrolled"])
+                .is_err(),
+            "--force and --if-not-enrolled exclude each other"
+        );
         let layer = cli.flags.into_layer();
         assert_eq!(layer.server.as_deref(), Some("https://fleet:8444"));
         assert_eq!(

@@ -47,7 +47,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let settings = Settings::load(&cli.config, cli.flags.into_layer())?;
     let clock = Arc::new(SystemClock);
     match cli.command {
-        Command::Enroll { force } => {
+        Command::Enroll {
+            if_not_enrolled: true,
+            ..
+        } if StateDir::new(&settings.state_dir).is_enrolled() => {
+            println!(
+                "{} holds an identity already; not enrolling again",
+                settings.state_dir.display()
+            );
+        }
+        Command::Enroll { force, .. } => {
             let agent = enroll::enroll(&settings, force).await?;
             println!(
                 "enrolled as {} ({}), tenant {}, group {}; identity valid until {}",

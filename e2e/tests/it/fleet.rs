@@ -384,6 +384,20 @@ fn an_agent_enrolls_deploys_to_nginx_verifies_renews_and_rolls_back() {
         String::from_utf8_lossy(&enrolled.stderr)
     );
     assert_eq!(mode(&agent.state.join("identity.key")), 0o600);
+    // What the DaemonSet's init container runs at every pod start: a no-op once enrolled,
+    // needing no token (the used one would be refused).
+    let identity = fs::read(agent.state.join("identity.key")).expect("identity key");
+    let rerun = output(&mut agent.command(&["enroll", "--if-not-enrolled"]));
+    assert!(
+        rerun.status.success(),
+        "enroll --if-not-enrolled on an enrolled host: {}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert_eq!(
+        fs::read(agent.state.join("identity.key")).expect("identity key"),
+        identity,
+        "the identity is kept"
+    );
     let again = Agent::new(&dir, "agent-reuse", &server).enroll(&token);
     assert!(
         !again.status.success(),
