@@ -189,6 +189,12 @@ impl Store {
         match &self.owner_url {
             Some(url) => {
                 let owner = owner_connection(&url.0).await?;
+                // Replicas start together: one applies the migrations while the others wait
+                // on this session lock (the owner pool is one connection), then find nothing
+                // pending.
+                owner
+                    .execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                    .await?;
                 // Read the ledger first: with nothing pending a login without DDL rights (a
                 // member of the app role) passes; `up` would try to create the ledger table.
                 let current = Migrator::get_pending_migrations_read_only(&owner)
@@ -199,10 +205,13 @@ impl Store {
                 } else {
                     Migrator::up(&owner, None).await
                 };
+                let _ = owner
+                    .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                    .await;
                 owner.close().await?;
                 applied?;
             }
-            None => Migrator::up(&self.conn, None).await?,
+            None => migrate_sqlite(&self.conn).await?,
         }
         Ok(())
     }
@@ -311,6 +320,33 @@ pub(crate) async fn set_local<C: ConnectionTrait>(c: &C, name: &str, value: &str
 }
 
 /// One connection as the login itself, for migrations.
+/// The PostgreSQL advisory lock key migrations run under ("certmesh" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6365_7274_6d65_7368;
+
+/// SQLite has no advisory locks: processes sharing a file that migrate at once race on the
+/// ledger, and the loser's migration rolls back. Its work was the same as the winner's, so a
+/// loser that then finds nothing pending is done; otherwise it tries again (a bounded number
+/// of times, so a migration that really fails still fails).
+async fn migrate_sqlite(conn: &DatabaseConnection) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        let Err(e) = Migrator::up(conn, None).await else {
+            return Ok(());
+        };
+        attempts += 1;
+        if Migrator::get_pending_migrations(conn)
+            .await
+            .is_ok_and(|pending| pending.is_empty())
+        {
+            return Ok(());
+        }
+        if attempts >= 20 {
+            return Err(e.into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn owner_connection(url: &str) -> Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(1).sqlx_logging(false);

@@ -54,6 +54,15 @@ impl TestDb {
     pub fn owner(&self) -> &DatabaseConnection {
         &self.owner
     }
+
+    /// The URL a server would be given for this database (another process's view of it).
+    pub fn url(&self) -> String {
+        match (&self._pg, &self._dir) {
+            (Some(pg), _) => with_database(&pg.admin_url, &pg.name),
+            (None, Some(dir)) => format!("sqlite://{}", dir.path().join("certmesh.db").display()),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 impl Drop for PgDatabase {

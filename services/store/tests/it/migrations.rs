@@ -116,6 +116,38 @@ async fn apply_reapply_down_up() {
     }
 }
 
+/// Replicas of a Deployment start together: each applies the migrations at start, and all of
+/// them must come up on one schema.
+#[tokio::test]
+async fn replicas_starting_together_migrate_once_and_all_come_up() {
+    for db in each_backend().await {
+        let b = db.backend();
+        db.store.migrate_down_all().await.expect("down all");
+        assert_eq!(table_count(&db).await, 0, "{b:?}: a fresh schema");
+        let url = db.url();
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            replicas.push(certmesh_store::Store::connect(&url).await.expect("connect"));
+        }
+        let (a, b2, c) = tokio::join!(
+            replicas[0].migrate(),
+            replicas[1].migrate(),
+            replicas[2].migrate()
+        );
+        for (i, result) in [a, b2, c].iter().enumerate() {
+            assert!(
+                result.is_ok(),
+                "{b:?}: replica {i} failed to migrate: {result:?}"
+            );
+        }
+        assert_eq!(table_count(&db).await, 33, "{b:?}: one whole schema");
+        let pending = Migrator::get_pending_migrations(db.owner())
+            .await
+            .expect("pending");
+        assert!(pending.is_empty(), "{b:?}: nothing left pending");
+    }
+}
+
 #[tokio::test]
 async fn sqlite_pragmas_and_memory_store() {
     let db = certmesh_store::testing::sqlite().await;
