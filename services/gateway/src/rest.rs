@@ -418,6 +418,12 @@ async fn request_message<Req: DeserializeOwned>(
 async fn read_json_object(
     body: Body,
 ) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+    // A declared length over the limit is refused before a byte is read, so an HTTP/1.1
+    // client that sent `Expect: 100-continue` gets the 413 without uploading the body (and
+    // never writes into a connection the server is closing).
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_REST_BODY as u64 {
+        return Err(too_large());
+    }
     let bytes = match axum::body::to_bytes(body, MAX_REST_BODY).await {
         Ok(bytes) => bytes,
         Err(_) => return Err(too_large()),
