@@ -8,7 +8,8 @@ use std::{path::Path, process::Command, time::Duration};
 
 use crate::support::{
     Api, PgDatabase, Process, assert_eventually, certmesh, csr, free_port, health, kek_file,
-    openssl_verify, output, pem_blocks, pkilint, run, scratch, tls_identity, tool, web_spec, write,
+    migrated_with_token, openssl_verify, output, pem_blocks, pkilint, run, scratch, tls_identity,
+    tool, web_spec, write,
 };
 
 const DOMAIN: &str = "certmesh.local";
@@ -135,19 +136,7 @@ fn gateway(
 fn roles_talk_over_mutual_tls_from_the_mesh_ca_and_refuse_strangers() {
     let db = PgDatabase::create();
     let dir = scratch();
-    run(certmesh().args(["migrate", "--database-url", &db.url]));
-    let created = run(certmesh().args([
-        "token",
-        "create",
-        "--database-url",
-        &db.url,
-        "--tenant",
-        "default",
-        "--name",
-        "mesh-e2e",
-    ]));
-    let token = String::from_utf8_lossy(&created.stdout).trim().to_string();
-    let token_file = write(&dir.path().join("token"), format!("{token}\n"));
+    let (token, token_file) = migrated_with_token(&db.url, dir.path(), None);
     let secret = secret_file(dir.path(), "mesh-secret");
     let ca = mesh_ca(dir.path(), &secret, "mesh-ca.pem");
     pkilint(&ca, "mesh CA");

@@ -8,33 +8,8 @@ use serde_json::Value;
 
 use crate::support::{
     Api, PgDatabase, Process, certmesh, csr, free_port, health, kek_file, output, pem_blocks,
-    pkilint, run, scratch, tls_identity, tool, web_spec, write,
+    pkilint, plaintext_health, run, scratch, tls_identity, tool, web_spec, write,
 };
-
-/// `Ok` once a cleartext (h2c) listener answers /healthz.
-fn plaintext_health(addr: &str) -> Result<(), String> {
-    let out = output(Command::new(tool("curl")).args([
-        "--silent",
-        "--show-error",
-        "--http2-prior-knowledge",
-        "--max-time",
-        "5",
-        "--output",
-        "/dev/null",
-        "--write-out",
-        "%{http_code}",
-        &format!("http://{addr}/healthz"),
-    ]));
-    let code = String::from_utf8_lossy(&out.stdout).to_string();
-    if out.status.success() && code == "200" {
-        Ok(())
-    } else {
-        Err(format!(
-            "http://{addr}/healthz: {code} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
 
 /// `openssl verify -partial_chain`: the leaf chains to a certificate in `chain` (the split
 /// gateway does not publish its root yet).

@@ -932,6 +932,57 @@ pub fn kek_file(dir: &Path) -> PathBuf {
 // PostgreSQL
 // ---------------------------------------------------------------------------------------------
 
+/// A migrated database with one bootstrap token (`certmesh migrate`, then `certmesh token
+/// create --database-url` for tenant `default`, as `principal` when given): the token and a
+/// file holding it under `dir`.
+pub fn migrated_with_token(url: &str, dir: &Path, principal: Option<&str>) -> (String, PathBuf) {
+    run(certmesh().args(["migrate", "--database-url", url]));
+    let mut create = certmesh();
+    create.args([
+        "token",
+        "create",
+        "--database-url",
+        url,
+        "--tenant",
+        "default",
+        "--name",
+        "e2e",
+    ]);
+    if let Some(principal) = principal {
+        create.args(["--principal", principal]);
+    }
+    let token = String::from_utf8_lossy(&run(&mut create).stdout)
+        .trim()
+        .to_string();
+    let file = write(&dir.join("token"), format!("{token}\n"));
+    (token, file)
+}
+
+/// `Ok` once a cleartext (h2c) listener answers /healthz with 200.
+pub fn plaintext_health(addr: &str) -> Result<(), String> {
+    let out = output(Command::new(tool("curl")).args([
+        "--silent",
+        "--show-error",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "5",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_code}",
+        &format!("http://{addr}/healthz"),
+    ]));
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    if out.status.success() && code == "200" {
+        Ok(())
+    } else {
+        Err(format!(
+            "http://{addr}/healthz: {code} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// A fresh PostgreSQL database, dropped `WITH (FORCE)` when this value is dropped.
 #[derive(Debug)]
 pub struct PgDatabase {

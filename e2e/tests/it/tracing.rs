@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::support::{
     Api, PgDatabase, Process, assert_eventually, certmesh, csr, free_port, health, kek_file,
-    output, run, scratch, tls_identity, tool, web_spec, write,
+    migrated_with_token, plaintext_health, scratch, tls_identity, web_spec, write,
 };
 
 /// A span as the collector received it, with the `service.name` of the process that sent it.
@@ -172,25 +172,6 @@ fn traced(endpoint: Option<(&str, &str)>) -> Command {
     cmd
 }
 
-/// `Ok` once a cleartext (h2c) listener answers /healthz.
-fn plaintext_health(addr: &str) -> Result<(), String> {
-    let out = output(Command::new(tool("curl")).args([
-        "--silent",
-        "--http2-prior-knowledge",
-        "--max-time",
-        "5",
-        "--output",
-        "/dev/null",
-        "--write-out",
-        "%{http_code}",
-        &format!("http://{addr}/healthz"),
-    ]));
-    match String::from_utf8_lossy(&out.stdout).as_ref() {
-        "200" => Ok(()),
-        code => Err(format!("http://{addr}/healthz answered {code:?}")),
-    }
-}
-
 /// A gateway process in front of `roles` (h2c) on a free port, serving TLS with `tls`.
 fn gateway(
     mut cmd: Command,
@@ -240,21 +221,7 @@ fn spans_of_one_request_share_a_trace_from_the_gateway_to_the_issuance_role() {
     let db = PgDatabase::create();
     let dir = scratch();
     let collector = Collector::start();
-    run(certmesh().args(["migrate", "--database-url", &db.url]));
-    let created = run(certmesh().args([
-        "token",
-        "create",
-        "--database-url",
-        &db.url,
-        "--tenant",
-        "default",
-        "--principal",
-        "tracer",
-        "--name",
-        "e2e",
-    ]));
-    let token = String::from_utf8_lossy(&created.stdout).trim().to_string();
-    let token_file = write(&dir.path().join("token"), format!("{token}\n"));
+    let (token, token_file) = migrated_with_token(&db.url, dir.path(), Some("tracer"));
 
     let keys = dir.path().join("keys");
     fs::create_dir_all(&keys).expect("creating the key directory");

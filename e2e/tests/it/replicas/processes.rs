@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::{PKI_URL, ROLES};
 use crate::fleet::agent_bin;
 use crate::support::{
-    Api, PgDatabase, Process, certmesh, free_port, health, kek_file, output, run, tls_identity,
-    tool, write,
+    Api, PgDatabase, Process, certmesh, free_port, health, kek_file, migrated_with_token, output,
+    run, tls_identity, tool, write,
 };
 
 /// What both replicas share: the database, the key directory and KEK, the TLS identity of
@@ -30,18 +30,7 @@ pub(super) struct Shared {
 
 impl Shared {
     pub(super) fn prepare(db: &PgDatabase, dir: &Path) -> Shared {
-        run(certmesh().args(["migrate", "--database-url", &db.url]));
-        let created = run(certmesh().args([
-            "token",
-            "create",
-            "--database-url",
-            &db.url,
-            "--tenant",
-            "default",
-            "--name",
-            "e2e",
-        ]));
-        let token = String::from_utf8_lossy(&created.stdout).trim().to_string();
+        let (token, token_file) = migrated_with_token(&db.url, dir, None);
         let keys = dir.join("keys");
         fs::create_dir_all(&keys).expect("creating the key directory");
         let (tls_ca, tls_chain, tls_key) = tls_identity(dir);
@@ -53,7 +42,7 @@ impl Shared {
             tls_ca,
             tls_chain,
             tls_key,
-            token_file: write(&dir.join("token"), format!("{token}\n")),
+            token_file,
             token,
         }
     }
